@@ -1,0 +1,18 @@
+"""Fixtures shared by every test tier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REAL_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "nyc_airbnb_sample1.csv"
+
+
+@pytest.fixture(scope="session")
+def real_sample_path() -> Path:
+    """The real NYC listing sample beside the project; data tests skip where it is absent."""
+    if not REAL_SAMPLE.is_file():
+        pytest.skip(f"real listing sample not found at {REAL_SAMPLE} (CI provides ../shared/data)")
+    return REAL_SAMPLE
