@@ -16,3 +16,11 @@ def real_sample_path() -> Path:
     if not REAL_SAMPLE.is_file():
         pytest.skip(f"real listing sample not found at {REAL_SAMPLE} (CI provides ../shared/data)")
     return REAL_SAMPLE
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier from its folder, so `-m unit` etc. select by tier."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in {"unit", "data", "e2e"}:
+            item.add_marker(getattr(pytest.mark, tier))
