@@ -1,0 +1,270 @@
+"""The pipeline's configuration: composed from conf/ by Hydra once, validated before any work.
+
+Everything below the flow receives plain, validated values from here. An unknown key or a bad
+value raises `ConfigError` with one line per problem, naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from flows.pipeline_steps import STEP_NAMES
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot run; the message says which key and what to change."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MainConfig(_Strict):
+    steps: tuple[str, ...]
+    experiment_name: Annotated[str, Field(min_length=1)]
+    registered_model: Annotated[str, Field(pattern=_NAME)]
+    env_manager: Literal["local", "conda", "virtualenv", "uv"]
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _parse_steps(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        names = [str(item).strip() for item in items if str(item).strip()]
+        if names == ["all"]:
+            return STEP_NAMES
+        unknown = [name for name in names if name not in STEP_NAMES]
+        if unknown or not names:
+            raise ValueError(
+                f"unknown step(s) {unknown or names}; allowed: 'all' or a comma-separated "
+                f"subset of {', '.join(STEP_NAMES)}"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError(f"steps {names} name a step twice")
+        ordered = [name for name in STEP_NAMES if name in names]
+        if ordered != names:
+            raise ValueError(f"steps must be in pipeline order: {','.join(ordered)}")
+        return tuple(names)
+
+
+class TrackingConfig(_Strict):
+    uri: str | None = None
+
+
+class DataConfig(_Strict):
+    source: Annotated[str, Field(min_length=1)]
+    demo_rows: Annotated[int, Field(ge=1)]
+    demo_seed: Annotated[int, Field(ge=0)]
+    compression: Literal["zstd", "snappy", "gzip", "lz4", "brotli", "none"]
+    http_timeout_s: Annotated[float, Field(gt=0)]
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in ("", "file", "http", "https"):
+            raise ValueError(
+                f"scheme {scheme + '://'!r} is not supported; use 'demo', a local path, "
+                "file://, http:// or https://"
+            )
+        return value
+
+    def resolved_source(self, base: Path) -> str:
+        """Relative paths are taken from where the pipeline was started, not from the project."""
+        if self.source == "demo" or "://" in self.source:
+            return self.source
+        return str((base / Path(self.source).expanduser()).resolve())
+
+
+class CleaningConfig(_Strict):
+    min_price: Annotated[float, Field(ge=0)]
+    max_price: Annotated[float, Field(gt=0)]
+    min_longitude: Annotated[float, Field(ge=-180, le=180)]
+    max_longitude: Annotated[float, Field(ge=-180, le=180)]
+    min_latitude: Annotated[float, Field(ge=-90, le=90)]
+    max_latitude: Annotated[float, Field(ge=-90, le=90)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CleaningConfig:
+        for low, high in (
+            ("min_price", "max_price"),
+            ("min_longitude", "max_longitude"),
+            ("min_latitude", "max_latitude"),
+        ):
+            if getattr(self, low) >= getattr(self, high):
+                raise ValueError(f"{low} must be below {high}")
+        return self
+
+
+Borough = Literal["Bronx", "Brooklyn", "Manhattan", "Queens", "Staten Island"]
+
+
+class DataCheckConfig(_Strict):
+    min_rows: Annotated[int, Field(ge=1)]
+    max_rows: Annotated[int, Field(ge=1)]
+    kl_threshold: Annotated[float, Field(gt=0)]
+    reference_distribution: dict[Borough, Annotated[float, Field(ge=0)]]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataCheckConfig:
+        if self.min_rows > self.max_rows:
+            raise ValueError("min_rows must not exceed max_rows")
+        if sum(self.reference_distribution.values()) <= 0:
+            raise ValueError("reference_distribution needs at least one positive share")
+        return self
+
+
+class SplitConfig(_Strict):
+    test_size: Annotated[float, Field(gt=0, lt=1)]
+    val_size: Annotated[float, Field(gt=0, lt=1)]
+    seed: Annotated[int, Field(ge=0)]
+    stratify_by: Annotated[str, Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _room_to_train(self) -> SplitConfig:
+        if self.test_size + self.val_size >= 1:
+            raise ValueError("test_size + val_size must leave rows to train on (sum below 1)")
+        return self
+
+
+class PromotionConfig(_Strict):
+    filter: str
+    order_by: Annotated[str, Field(pattern=r"^(metrics|params|attributes)\.\S+( (ASC|DESC))?$")]
+    alias: Annotated[str, Field(pattern=_NAME)]
+    ready_timeout_s: Annotated[float, Field(gt=0)]
+
+
+class TaskConfig(_Strict):
+    retries: Annotated[int, Field(ge=0, le=10)]
+    retry_delay_s: Annotated[float, Field(ge=0)]
+    retry_backoff: Annotated[float, Field(ge=1)]
+    retry_jitter: Annotated[float, Field(ge=0)]
+    timeout_s: Annotated[float, Field(gt=0)]
+
+    def retry_delays(self) -> list[float]:
+        return [self.retry_delay_s * self.retry_backoff**attempt for attempt in range(self.retries)]
+
+
+class WandbConfig(_Strict):
+    mode: Literal["online", "offline", "disabled"]
+    project: Annotated[str, Field(min_length=1)]
+    group: str | None = None
+
+
+class _ModelBase(_Strict):
+    log_target: bool
+    tfidf_max_features: Annotated[int, Field(ge=1)]
+
+
+class TorchLassoConfig(_ModelBase):
+    name: Literal["torch_lasso"]
+    alpha: Annotated[float, Field(gt=0)]
+    max_iter: Annotated[int, Field(ge=1)]
+    tol: Annotated[float, Field(gt=0)]
+    device: Literal["auto", "cpu", "cuda"]
+
+
+class RandomForestConfig(_ModelBase):
+    name: Literal["random_forest"]
+    n_estimators: Annotated[int, Field(ge=1)]
+    max_depth: Annotated[int, Field(ge=1)] | None
+    min_samples_split: Annotated[int, Field(ge=2)]
+    min_samples_leaf: Annotated[int, Field(ge=1)]
+    max_features: Annotated[float, Field(gt=0, le=1)] | Literal["sqrt", "log2"] | None
+    n_jobs: int
+    random_state: int
+
+
+ModelConfig = Annotated[TorchLassoConfig | RandomForestConfig, Field(discriminator="name")]
+
+
+class PipelineConfig(_Strict):
+    main: MainConfig
+    tracking: TrackingConfig
+    data: DataConfig
+    cleaning: CleaningConfig
+    data_check: DataCheckConfig
+    split: SplitConfig
+    promotion: PromotionConfig
+    task: TaskConfig
+    wandb: WandbConfig
+    model: ModelConfig
+
+
+_UNQUOTED_LIST = re.compile(r"^(?P<key>[\w.]*steps)=(?P<value>[^'\"\[].*,.*)$")
+
+
+def _prepare(overrides: Sequence[str]) -> list[str]:
+    """`main.steps=a,b` is a list here, not the Hydra sweep it would otherwise be."""
+    prepared = []
+    for override in overrides:
+        match = _UNQUOTED_LIST.match(override)
+        prepared.append(f"{match['key']}=[{match['value']}]" if match else override)
+    return prepared
+
+
+def _explain_hydra(error: Exception) -> str:
+    text = str(error)
+    unknown_key = re.search(r"Could not override '([^']+)'", text)
+    if unknown_key:
+        parent, _, leaf = unknown_key.group(1).rpartition(".")
+        where = f" under '{parent}'" if parent else ""
+        return (
+            f"unknown key '{unknown_key.group(1)}': '{leaf}' is not a setting{where}; "
+            f"allowed: {_keys_at(parent)}"
+        )
+    missing_option = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+    if missing_option:
+        group, option = missing_option.groups()
+        options = sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+        return f"{group}={option} is not an option; allowed: {', '.join(options)}"
+    return text.splitlines()[0].strip()
+
+
+def _keys_at(parent: str) -> str:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        base = compose("config")
+    node = OmegaConf.select(base, parent) if parent else base
+    return ", ".join(sorted(node.keys())) if node is not None else "(see conf/config.yaml)"
+
+
+def _explain_pydantic(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        parts = [
+            str(part)
+            for part in problem["loc"]
+            if part not in ("torch_lasso", "random_forest") and not str(part).startswith("function")
+        ]
+        location = ".".join(parts)
+        if problem["type"] == "extra_forbidden":
+            parent = ".".join(parts[:-1])
+            lines.append(f"unknown key '{location}'; allowed: {_keys_at(parent)}")
+            continue
+        lines.append(f"{location}: {problem['msg']} (got {problem.get('input')!r})")
+    return "; ".join(lines)
+
+
+def load_config(overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Compose conf/ with Hydra overrides and validate the result."""
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            composed = compose("config", overrides=_prepare(overrides))
+        plain = OmegaConf.to_container(composed, resolve=True)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(f"invalid override: {_explain_hydra(error)}") from None
+    try:
+        return PipelineConfig.model_validate(plain)
+    except ValidationError as error:
+        raise ConfigError(f"invalid configuration: {_explain_pydantic(error)}") from None

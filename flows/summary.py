@@ -1,0 +1,97 @@
+"""The pipeline's closing report: what each step did, the scores, and where to look next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tasks.step_result import StepResult
+
+_ROWS = {
+    "get_data": ("", "rows_out"),
+    "basic_cleaning": ("rows_in", "rows_out"),
+    "data_check": ("rows_checked", "rows_checked"),
+    "data_split": ("", "rows_train"),
+    "train": ("rows_train", "rows_train"),
+    "evaluate": ("rows_test", "rows_test"),
+}
+
+
+@dataclass(frozen=True)
+class StepLine:
+    step: str
+    run_id: str
+    reused: bool
+    wall_seconds: float
+    work_seconds: float | None
+    rows_in: int | None
+    rows_out: int | None
+
+
+@dataclass(frozen=True)
+class PipelineSummary:
+    parent_run_id: str
+    experiment_name: str
+    tracking_uri: str
+    steps: list[StepLine] = field(default_factory=list)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    registered_model: str | None = None
+    registered_version: str | None = None
+    alias: str | None = None
+
+    @property
+    def overhead_seconds(self) -> list[float]:
+        return [
+            line.wall_seconds - line.work_seconds
+            for line in self.steps
+            if not line.reused and line.work_seconds is not None
+        ]
+
+    def render(self) -> str:
+        header = f"{'step':<16}{'run':<10}{'rows in':>10}{'rows out':>10}{'wall s':>9}{'work s':>9}"
+        lines = ["", "Pipeline summary", header, "-" * len(header)]
+        for line in self.steps:
+            lines.append(
+                f"{line.step:<16}{line.run_id[:8]:<10}{_num(line.rows_in):>10}"
+                f"{_num(line.rows_out):>10}"
+                + (f"{'reused':>18}" if line.reused else f"{line.wall_seconds:>9.1f}{_sec(line.work_seconds):>9}")
+            )
+        if self.overhead_seconds:
+            mean = sum(self.overhead_seconds) / len(self.overhead_seconds)
+            lines.append(f"orchestration overhead per step (wall - work): {mean:.2f} s on average")
+        if self.test_metrics:
+            scores = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.test_metrics.items()))
+            lines.append(f"test metrics: {scores}")
+        if self.registered_version:
+            lines.append(
+                f"registered model: {self.registered_model} version {self.registered_version} "
+                f"(alias '{self.alias}': models:/{self.registered_model}@{self.alias})"
+            )
+        lines.append(f"MLflow parent run: {self.parent_run_id} in experiment '{self.experiment_name}'")
+        lines.append(f"look at it all: mlflow ui --backend-store-uri {self.tracking_uri}")
+        return "\n".join(lines) + "\n"
+
+
+def _num(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def _sec(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def step_line(result: StepResult) -> StepLine:
+    inputs, outputs = _ROWS.get(result.step, ("", ""))
+    metrics = result.metrics
+
+    def rows(key: str) -> int | None:
+        return int(metrics[key]) if key in metrics else None
+
+    return StepLine(
+        step=result.step,
+        run_id=result.run_id,
+        reused=result.reused,
+        wall_seconds=result.wall_seconds,
+        work_seconds=metrics.get("work_seconds"),
+        rows_in=rows(inputs) if inputs else None,
+        rows_out=rows(outputs) if outputs else None,
+    )

@@ -1,0 +1,205 @@
+"""The training pipeline: download -> clean -> check -> split -> train -> evaluate -> promote.
+
+Run it as `python -m flows.train_pipeline [hydra overrides...]`, e.g.
+`python -m flows.train_pipeline model=random_forest data.source=/data/listings.csv`.
+Each step is an MLflow entry point run by one retryable Prefect task; steps left out of
+`main.steps` hand on the outputs of their latest finished run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.config import ConfigError, PipelineConfig, load_config
+from flows.pipeline_steps import SPEC_BY_NAME, STEPS
+from flows.summary import PipelineSummary, step_line
+from tasks.pipeline_run import end_pipeline_run, reuse_step_outputs, start_pipeline_run
+from tasks.run_entry_point import run_entry_point
+from tasks.step_failure import StepFailed
+from tasks.step_result import StepResult
+from tasks.tracking_store import default_tracking_uri, ensure_experiment, use_tracking_uri
+
+logger = logging.getLogger(__name__)
+
+
+class PipelineError(RuntimeError):
+    """The pipeline cannot run as asked (e.g. a reused step has never finished)."""
+
+
+def step_parameters(step: str, cfg: PipelineConfig, start_dir: Path) -> dict[str, Any]:
+    """The configuration values an entry point takes, by the names its MLproject declares."""
+    bounds = cfg.cleaning.model_dump()
+    if step == "get_data":
+        return cfg.data.model_dump() | {"source": cfg.data.resolved_source(start_dir)}
+    if step == "basic_cleaning":
+        return bounds
+    if step == "data_check":
+        return cfg.data_check.model_dump() | bounds
+    if step == "data_split":
+        return cfg.split.model_dump()
+    if step == "train":
+        return {"model_config": cfg.model.model_dump()}
+    if step == "promote":
+        return {
+            "registered_model": cfg.main.registered_model,
+            "alias": cfg.promotion.alias,
+            "filter": cfg.promotion.filter,
+            "order_by": cfg.promotion.order_by,
+            "ready_timeout_s": cfg.promotion.ready_timeout_s,
+        }
+    return {}
+
+
+def upstream_steps_to_reuse(selected: Sequence[str]) -> list[str]:
+    """Steps left out whose outputs a selected step consumes."""
+    needed = {
+        upstream
+        for name in selected
+        for upstream, _ in SPEC_BY_NAME[name].inputs.values()
+        if upstream not in selected
+    }
+    return [spec.name for spec in STEPS if spec.name in needed]
+
+
+def configure_services(cfg: PipelineConfig, start_dir: Path, group: str) -> str:
+    """Tracking and W&B settings for this process and the entry points it starts."""
+    uri = use_tracking_uri(cfg.tracking.uri or default_tracking_uri(start_dir))
+    os.environ["WANDB_MODE"] = cfg.wandb.mode
+    os.environ["WANDB_PROJECT"] = cfg.wandb.project
+    os.environ["WANDB_RUN_GROUP"] = cfg.wandb.group or group
+    os.environ.setdefault("WANDB_DIR", str(start_dir))
+    return uri
+
+
+def _run_name(cfg: PipelineConfig) -> str:
+    return f"{cfg.model.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+@flow(name="train_pipeline")
+def train_pipeline(overrides: list[str] | None = None) -> PipelineSummary:
+    """Run the pipeline with Hydra overrides applied to conf/ (validated before any work)."""
+    log = get_run_logger()
+    cfg = load_config(overrides or [])
+    start_dir = Path.cwd()
+    run_name = _run_name(cfg)
+    tracking_uri = configure_services(cfg, start_dir, group=f"pipeline-{run_name}")
+    experiment_id = ensure_experiment(cfg.main.experiment_name)
+    flow_run_id = flow_run.get_id()
+
+    results: dict[str, StepResult] = {}
+    for step in upstream_steps_to_reuse(cfg.main.steps):
+        reused = reuse_step_outputs(experiment_id, step)
+        if reused is None:
+            raise PipelineError(
+                f"main.steps={','.join(cfg.main.steps)} needs the outputs of {step}, but "
+                f"experiment '{cfg.main.experiment_name}' has no finished {step} run; "
+                f"add {step} to main.steps (or run main.steps=all once)"
+            )
+        log.info("reusing %s outputs from finished run %s", step, reused.run_id)
+        results[step] = reused
+
+    parent_run_id = start_pipeline_run(
+        experiment_id,
+        run_name,
+        flow_run_id,
+        {"overrides": " ".join(overrides or []) or "(none)", "steps": ",".join(cfg.main.steps),
+         "model": cfg.model.name, "source": cfg.data.resolved_source(start_dir)},
+    )
+    runner = run_entry_point.with_options(
+        retries=cfg.task.retries,
+        retry_delay_seconds=cfg.task.retry_delays(),
+        retry_jitter_factor=cfg.task.retry_jitter,
+    )
+    succeeded = False
+    try:
+        for step in cfg.main.steps:
+            spec = SPEC_BY_NAME[step]
+            parameters = step_parameters(step, cfg, start_dir)
+            for parameter, (upstream, output) in spec.inputs.items():
+                parameters[parameter] = results[upstream].outputs[output]
+            results[step] = runner(
+                step,
+                parameters,
+                spec.outputs,
+                experiment_id,
+                parent_run_id=parent_run_id,
+                flow_run_id=flow_run_id,
+                env_manager=cfg.main.env_manager,
+                timeout_s=cfg.task.timeout_s,
+            )
+        succeeded = True
+    finally:
+        end_pipeline_run(parent_run_id, succeeded)
+
+    summary = build_summary(cfg, results, parent_run_id, tracking_uri)
+    log.info("%s", summary.render())
+    return summary
+
+
+def build_summary(
+    cfg: PipelineConfig, results: dict[str, StepResult], parent_run_id: str, tracking_uri: str
+) -> PipelineSummary:
+    promoted = results.get("promote")
+    evaluated = results.get("evaluate")
+    version = None
+    if promoted and "model_version" in promoted.outputs:
+        version = promoted.outputs["model_version"].rsplit("/", 1)[-1]
+    return PipelineSummary(
+        parent_run_id=parent_run_id,
+        experiment_name=cfg.main.experiment_name,
+        tracking_uri=tracking_uri,
+        steps=[step_line(results[name]) for name in cfg.main.steps if name in results],
+        test_metrics={
+            k: v for k, v in (evaluated.metrics if evaluated else {}).items() if k.startswith("test_")
+        },
+        registered_model=cfg.main.registered_model if version else None,
+        registered_version=version,
+        alias=cfg.promotion.alias if version else None,
+    )
+
+
+def prepare_process() -> None:
+    """Process-wide defaults for a command-line start: `.env`, and no telemetry phoning home."""
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+    for key, value in {
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "WANDB_SILENT": "true",
+    }.items():
+        os.environ.setdefault(key, value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in ("-h", "--help") for arg in overrides):
+        sys.stdout.write(__doc__ or "")
+        return 0
+    prepare_process()
+    try:
+        load_config(overrides)
+    except ConfigError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    try:
+        summary = train_pipeline(overrides=overrides)
+    except (StepFailed, PipelineError, ConfigError) as error:
+        sys.stderr.write(f"pipeline failed: {error}\n")
+        return 1
+    sys.stdout.write(summary.render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The thin CLI shell every entry point runs in: parse, run, report failures the same way.
+
+An entry point's failure must reach the orchestrator as data, not as a traceback to scrape: the
+exit code says which kind of failure it was (see `errors`), and the run carries the tags
+`step.error_kind` and `step.error_message` so the flow can show the step's own message on top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from steps.common.errors import PERMANENT, StepError
+
+logger = logging.getLogger(__name__)
+
+# Tag values are capped by some tracking stores; keep the message readable and well under that.
+_MAX_TAG_CHARS = 4000
+
+
+def configure_process() -> None:
+    """Logging to stderr and no telemetry, once per entry-point process."""
+    logging.basicConfig(
+        level=os.environ.get("STEP_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    for noisy in ("urllib3", "alembic", "git", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _record_failure(run_id: str | None, kind: str, message: str) -> None:
+    """Leave the failure on the step's MLflow run, where the orchestrator looks for it."""
+    import mlflow
+
+    if not run_id:
+        return
+    try:
+        mlflow.MlflowClient().set_tag(run_id, "step.error_kind", kind)
+        mlflow.MlflowClient().set_tag(run_id, "step.error_message", message[:_MAX_TAG_CHARS])
+    except Exception:  # the store may be the thing that failed; the exit code still tells
+        logger.warning("could not record the failure on run %s", run_id, exc_info=True)
+
+
+def _record_work_seconds(run_id: str | None, seconds: float) -> None:
+    """The step's own work, without process start and imports: overhead is wall minus this."""
+    import mlflow
+
+    if run_id:
+        mlflow.MlflowClient().log_metric(run_id, "work_seconds", seconds)
+
+
+def run_entry_point(
+    parser: argparse.ArgumentParser,
+    main: Callable[[argparse.Namespace], None],
+    argv: Sequence[str] | None = None,
+) -> None:
+    """Run `main` with parsed arguments and exit with the code its outcome calls for."""
+    configure_process()
+    args = parser.parse_args(argv)
+    # `mlflow run` names the step's run here; mlflow.start_run() consumes the variable.
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    started = time.perf_counter()
+    try:
+        main(args)
+        _record_work_seconds(run_id, time.perf_counter() - started)
+    except StepError as error:
+        message = str(error)
+        logger.error("%s failed (%s): %s", parser.prog, error.kind, message)
+        _record_failure(run_id, error.kind, message)
+        sys.exit(error.exit_code)
+    except Exception as error:  # a bug: report it once, with its traceback, as permanent
+        logger.exception("%s crashed", parser.prog)
+        _record_failure(run_id, PERMANENT, f"{type(error).__name__}: {error}")
+        sys.exit(1)

@@ -1,0 +1,280 @@
+"""Stream a listings CSV (optionally gzip-compressed) into a typed Parquet file.
+
+The file is read and written block by block so a source larger than memory converts too, and the
+output appears under its final name only once it is complete. Every way a source can fail to be a
+listings file is reported as a SourceError that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from steps.common.errors import ConfigurationError, SourceError
+from steps.common.listing_columns import LISTING_ARROW_TYPES, LISTING_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+# Parquet codecs the pipeline accepts (data.compression); "none" writes uncompressed pages.
+ALLOWED_COMPRESSIONS: tuple[str, ...] = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
+GZIP_MAGIC = b"\x1f\x8b"
+_HASH_CHUNK = 1 << 20
+_HEADER_PEEK = 1 << 16
+_CSV_COLUMN = re.compile(r"In CSV column #(\d+)")
+
+
+@dataclass(frozen=True)
+class ConversionStats:
+    """What was converted: logged and recorded so a run names exactly which input it used."""
+
+    rows: int
+    input_bytes: int
+    input_sha256: str
+    columns: list[str]
+
+
+def convert_csv_to_parquet(
+    src: Path,
+    dst: Path,
+    compression: str = "zstd",
+    block_size: int = 16 << 20,
+) -> ConversionStats:
+    """Convert `src` (CSV or gzip CSV) to Parquet at `dst` with the 16 contract columns and types.
+
+    Extra source columns are dropped with a warning: the contract is the 16 listing columns.
+    """
+    src, dst = Path(src), Path(dst)
+    codec = _parquet_codec(compression)
+    if block_size < 1:
+        raise ConfigurationError(f"block_size must be a positive number of bytes, got {block_size}")
+    if not src.is_file():
+        raise SourceError(
+            f"Source file {src} does not exist (or is not a file). "
+            "Fix: point data.source at an existing listings CSV (.csv or .csv.gz), or use 'demo'."
+        )
+    input_bytes = src.stat().st_size
+    if input_bytes == 0:
+        raise SourceError(
+            f"Source file {src} is empty (0 bytes). "
+            "Fix: re-download or re-export the listings CSV; it needs a header and data rows."
+        )
+    gzipped = _is_gzip(src)
+    header = _read_header(src, gzipped)
+    extra = _check_header(src, header)
+    if extra:
+        logger.warning(
+            "dropping %d column(s) of %s that are not in the listing contract: %s",
+            len(extra),
+            src,
+            ", ".join(extra),
+        )
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
+    schema = pa.schema([pa.field(name, LISTING_ARROW_TYPES[name]) for name in LISTING_COLUMNS])
+    rows = 0
+    try:
+        with (
+            _open_stream(src, gzipped) as stream,
+            pq.ParquetWriter(tmp, schema, compression=codec) as writer,
+        ):
+            try:
+                reader = _open_reader(stream, block_size)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise _read_error(src, exc, header, rows_before=0, gzipped=gzipped) from exc
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                except (pa.ArrowInvalid, OSError) as exc:
+                    raise _read_error(src, exc, header, rows_before=rows, gzipped=gzipped) from exc
+                if batch.num_rows:
+                    writer.write_batch(batch.select(list(LISTING_COLUMNS)).cast(schema))
+                    rows += batch.num_rows
+        if rows == 0:
+            raise SourceError(
+                f"Source file {src} has a header but no data rows. "
+                "Fix: check that the export or download finished; the file must contain listings."
+            )
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+    stats = ConversionStats(
+        rows=rows,
+        input_bytes=input_bytes,
+        input_sha256=_sha256(src),
+        columns=list(LISTING_COLUMNS),
+    )
+    logger.info(
+        "converted %s (%d bytes, sha256 %s) to %s: %d rows",
+        src,
+        input_bytes,
+        stats.input_sha256,
+        dst,
+        rows,
+    )
+    return stats
+
+
+def _parquet_codec(compression: str) -> str | None:
+    """Map the configured codec to pyarrow's; reject unknown names before any work is done."""
+    name = str(compression).strip().lower()
+    if name not in ALLOWED_COMPRESSIONS:
+        raise ConfigurationError(
+            f"data.compression={compression!r} is not a supported Parquet codec; "
+            f"allowed values: {', '.join(ALLOWED_COMPRESSIONS)}"
+        )
+    return None if name == "none" else name
+
+
+def _is_gzip(path: Path) -> bool:
+    """Decide by content, not by name: a '.gz' that is not gzip, or the reverse, reads right."""
+    with path.open("rb") as handle:
+        magic = handle.read(2)
+    if path.suffix.lower() == ".gz" and magic != GZIP_MAGIC:
+        raise SourceError(
+            f"Source file {path} ends in .gz but is not gzip-compressed (corrupt download?). "
+            "Fix: download the file again, or rename it to .csv if it is plain text."
+        )
+    return magic == GZIP_MAGIC
+
+
+def _open_stream(path: Path, gzipped: bool) -> pa.NativeFile:
+    return pa.input_stream(str(path), compression="gzip" if gzipped else None)
+
+
+def _gzip_error(path: Path, exc: BaseException) -> SourceError:
+    return SourceError(
+        f"Source file {path} is a truncated or corrupt gzip file ({exc}). "
+        "Fix: download or compress the file again and check that the transfer completed."
+    )
+
+
+def _read_header(path: Path, gzipped: bool) -> list[str]:
+    """Parse the header record from the first bytes, so a wrong file fails before any writing."""
+    try:
+        with _open_stream(path, gzipped) as stream:
+            head = stream.read(_HEADER_PEEK)
+    except OSError as exc:
+        raise _gzip_error(path, exc) from exc
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    if not head.strip():
+        raise SourceError(
+            f"Source file {path} is empty (no header line). "
+            "Fix: re-download or re-export the listings CSV; it needs a header and data rows."
+        )
+    line_end = head.find(b"\n")
+    header_bytes = head if line_end < 0 else head[:line_end]
+    try:
+        header_text = header_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _non_utf8_error(path, "the header line") from exc
+    # Names are compared exactly, as pyarrow selects columns by their exact header text.
+    return next(csv.reader(io.StringIO(header_text.rstrip("\r"))), [])
+
+
+def _check_header(path: Path, header: list[str]) -> list[str]:
+    """Raise for missing contract columns; return the extra ones (which are dropped)."""
+    missing = [name for name in LISTING_COLUMNS if name not in header]
+    if len(header) == 1 and missing:
+        for delimiter, label in ((";", "';'"), ("\t", "a tab"), ("|", "'|'")):
+            if delimiter in header[0]:
+                raise SourceError(
+                    f"Source file {path} has a single header column that contains {label}: it "
+                    "looks delimited by "
+                    f"{label}, not by commas. Fix: export the listings as comma-separated CSV."
+                )
+    if missing:
+        raise SourceError(
+            f"Source file {path} lacks required column(s): {', '.join(missing)}. "
+            f"Fix: provide a listings CSV with all of: {', '.join(LISTING_COLUMNS)}."
+        )
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise SourceError(
+            f"Source file {path} repeats column(s) in its header: {', '.join(duplicated)}. "
+            "Fix: export the listings with each column once."
+        )
+    return [name for name in header if name not in LISTING_ARROW_TYPES]
+
+
+def _open_reader(stream: pa.NativeFile, block_size: int) -> pacsv.CSVStreamingReader:
+    """Open pyarrow's streaming CSV reader with the contract's column types and order."""
+    return pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(block_size=block_size),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=LISTING_ARROW_TYPES,
+            strings_can_be_null=True,
+            include_columns=list(LISTING_COLUMNS),
+        ),
+    )
+
+
+def _non_utf8_error(path: Path, where: str) -> SourceError:
+    return SourceError(
+        f"Source file {path} is not valid UTF-8 (in {where}). "
+        "Fix: re-export the listings as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
+    )
+
+
+def _read_error(
+    path: Path, exc: BaseException, header: list[str], *, rows_before: int, gzipped: bool
+) -> SourceError:
+    """Translate a pyarrow read failure into a message that names the column and the fix."""
+    message = str(exc)
+    column = _column_name(message, header)
+    where = f"column '{column}'" if column else "a column"
+    block = f"the block starting after data row {rows_before}"
+    if "UTF8" in message:
+        return _non_utf8_error(path, f"{where}, {block}")
+    if "conversion error" in message:
+        expected = LISTING_ARROW_TYPES.get(column or "")
+        return SourceError(
+            f"Source file {path}: values of {where} cannot be read as {expected or 'its type'} "
+            f"in {block} ({message}). Fix: correct or remove the offending rows in the source."
+        )
+    if isinstance(exc, OSError) and gzipped:
+        return _gzip_error(path, exc)
+    if "CSV parse error" in message or "Expected" in message:
+        return SourceError(
+            f"Source file {path} is not well-formed CSV in {block} ({message}). "
+            "Fix: check the quoting and the number of fields of those rows."
+        )
+    return SourceError(
+        f"Source file {path} cannot be read as a listings CSV ({message}). "
+        "Fix: provide a readable, comma-separated UTF-8 listings file."
+    )
+
+
+def _column_name(message: str, header: list[str]) -> str | None:
+    """pyarrow names a column by its position in the file's header: map it back to the name."""
+    match = _CSV_COLUMN.search(message)
+    if not match:
+        return None
+    index = int(match.group(1))
+    return header[index] if 0 <= index < len(header) else None
+
+
+def _sha256(path: Path) -> str:
+    """Digest of the bytes as stored (compressed if gzip), read in chunks to bound memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,94 @@
+"""Entry point `train`: fit the configured model on the train split and log it (`model`).
+
+The logged model is the whole pipeline (preprocessing + regressor), so it takes raw listing rows:
+what `evaluate` scores is exactly what the registry serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+
+import mlflow
+from mlflow.models import infer_signature
+
+from steps.common.entrypoint import run_entry_point
+from steps.common.errors import ConfigurationError
+from steps.common.listing_columns import TARGET
+from steps.common.metrics import regression_metrics
+from steps.common.outputs import publish_output
+from steps.common.tables import read_table
+from steps.common.tracking import download_input, scratch_dir, step_run
+from steps.common.wandb_mirror import WandbMirror
+from steps.train.model_factory import build_model
+from steps.common.listing_rows import raw_rows
+from steps.train.price_model import PricePipelineModel, input_columns
+
+logger = logging.getLogger(__name__)
+
+# The entry points' own package travels with the model, so it loads where steps/ is absent.
+STEPS_PACKAGE = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="train", description=__doc__)
+    parser.add_argument("--train_data", required=True, help="URI of the train_data output")
+    parser.add_argument("--val_data", required=True, help="URI of the val_data output")
+    parser.add_argument("--model_config", required=True, help="JSON of the conf/model group")
+    return parser
+
+
+def parse_model_config(text: str) -> dict[str, object]:
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise ConfigurationError(f"model_config is not JSON ({error}): {text!r}") from error
+    if not isinstance(config, dict):
+        raise ConfigurationError(f"model_config must be a JSON object, got {text!r}")
+    return config
+
+
+def main(args: argparse.Namespace) -> None:
+    config = parse_model_config(args.model_config)
+    model = build_model(config)
+    with step_run() as run, scratch_dir() as work:
+        train = read_table(download_input(args.train_data, work))
+        val = read_table(download_input(args.val_data, work))
+        columns = input_columns(model)
+        started = time.perf_counter()
+        model.fit(raw_rows(train, columns), train[TARGET].to_numpy(dtype=float))
+        fit_seconds = time.perf_counter() - started
+        val_rows = raw_rows(val, columns)
+        metrics = regression_metrics(val[TARGET], model.predict(val_rows), "val")
+        metrics |= {"fit_seconds": fit_seconds, "rows_train": float(len(train))}
+        mlflow.log_params({f"model.{key}": value for key, value in config.items()})
+        mlflow.log_metrics(metrics)
+
+        example = val_rows.head(5)
+        signature = infer_signature(example, model.predict(example))
+        if config["name"] == "torch_lasso":
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=PricePipelineModel(model),
+                signature=signature,
+                input_example=example,
+                code_paths=[STEPS_PACKAGE],
+            )
+        else:
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                input_example=example,
+                code_paths=[STEPS_PACKAGE],
+            )
+        publish_output("model", info.model_uri)
+        logger.info("trained %s in %.1f s: %s", config["name"], fit_seconds, metrics)
+        with WandbMirror("train", config, run.info.run_id) as mirror:
+            mirror.log_metrics(metrics)
+
+
+if __name__ == "__main__":
+    run_entry_point(build_parser(), main)

@@ -1,0 +1,149 @@
+"""The one Prefect task that runs an MLflow entry point as a retryable unit.
+
+Each attempt creates a fresh child run under the pipeline's parent run, hands it to
+`mlflow.projects.run`, waits with a deadline that really stops the step (its whole process tree
+is terminated), and returns a `StepResult` read back from the finished run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import psutil
+from mlflow.entities import RunStatus
+from prefect import get_run_logger, task
+from prefect.context import TaskRunContext
+
+from tasks.parameters import normalize
+from tasks.step_failure import StepFailed, is_transient, retry_if_transient
+from tasks.step_result import StepResult
+from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG, outputs_of
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_KILL_GRACE_S = 5.0
+
+
+def interpreter_on_path() -> None:
+    """Make `python` in MLproject commands this interpreter, even in an unactivated venv."""
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != bin_dir:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, path]) if path else bin_dir
+
+
+def terminate_tree(pid: int, grace_s: float = _KILL_GRACE_S) -> None:
+    """SIGTERM a process and all its descendants, then SIGKILL whatever is left."""
+    try:
+        root = psutil.Process(pid)
+        family = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for process in family:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(family, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _step_tags(step: str, parent_run_id: str | None, flow_run_id: str | None) -> dict[str, str]:
+    tags = {STEP_TAG: step}
+    if parent_run_id:
+        tags[PARENT_RUN_TAG] = parent_run_id
+    if flow_run_id:
+        tags[FLOW_RUN_TAG] = flow_run_id
+    context = TaskRunContext.get()
+    if context is not None:
+        tags["prefect.task_run_id"] = str(context.task_run.id)
+        tags["prefect.attempt"] = str(context.task_run.run_count)
+    return tags
+
+
+@task(
+    name="run-entry-point",
+    task_run_name="{step}",
+    retry_condition_fn=retry_if_transient,
+    persist_result=False,
+)
+def run_entry_point(
+    step: str,
+    parameters: Mapping[str, Any],
+    expected_outputs: Sequence[str],
+    experiment_id: str,
+    parent_run_id: str | None = None,
+    flow_run_id: str | None = None,
+    env_manager: str = "local",
+    timeout_s: float = 1800.0,
+) -> StepResult:
+    """Run entry point `step` of the project's MLproject and return what it produced."""
+    logger = get_run_logger()
+    interpreter_on_path()
+    client = mlflow.MlflowClient()
+    child = client.create_run(
+        experiment_id, run_name=step, tags=_step_tags(step, parent_run_id, flow_run_id)
+    )
+    run_id = child.info.run_id
+    started = time.monotonic()
+    logger.info("%s: MLflow run %s", step, run_id)
+    submitted = mlflow.projects.run(
+        uri=str(PROJECT_ROOT),
+        entry_point=step,
+        parameters=normalize(parameters),
+        experiment_id=experiment_id,
+        run_id=run_id,
+        env_manager=env_manager,
+        synchronous=False,
+    )
+    process = submitted.command_proc  # type: ignore[attr-defined]
+    try:
+        exit_code: int | None = process.wait(timeout=timeout_s)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        terminate_tree(process.pid)
+        exit_code = process.wait()
+        timed_out = True
+    except BaseException:  # interrupted or cancelled: leave no orphan behind
+        terminate_tree(process.pid)
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        raise
+    wall = time.monotonic() - started
+
+    run = client.get_run(run_id)
+    if exit_code == 0 and not timed_out:
+        if not RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
+            client.set_terminated(run_id, "FINISHED")
+        outputs = outputs_of(client.get_run(run_id))
+        missing = sorted(set(expected_outputs) - set(outputs))
+        if missing:
+            client.set_terminated(run_id, "FAILED")
+            raise StepFailed(step, run_id, exit_code, False, f"did not publish outputs {missing}")
+        logger.info("%s finished in %.1f s", step, wall)
+        return StepResult(
+            step=step,
+            run_id=run_id,
+            outputs=outputs,
+            metrics=dict(run.data.metrics),
+            wall_seconds=wall,
+        )
+
+    client.set_terminated(run_id, "FAILED")
+    if timed_out:
+        message = f"timed out after {timeout_s:.0f} s and was stopped"
+        client.set_tag(run_id, "step.error_kind", "transient")
+        client.set_tag(run_id, "step.error_message", message)
+        raise StepFailed(step, run_id, exit_code, True, message)
+    kind = run.data.tags.get("step.error_kind")
+    message = run.data.tags.get("step.error_message") or "the entry point exited with an error"
+    raise StepFailed(step, run_id, exit_code, is_transient(exit_code, kind), message)

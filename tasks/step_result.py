@@ -1,0 +1,22 @@
+"""What a step hands to the next one: typed, small, and free of secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The outcome of one entry-point run, as the flow passes it along.
+
+    `outputs` maps output names (e.g. `clean_data`) to URIs the next step receives as parameters
+    (`runs:/<run id>/clean.parquet`, `models:/m-...`); `reused` is true when the flow took an
+    earlier finished run instead of running the step.
+    """
+
+    step: str
+    run_id: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    reused: bool = False
