@@ -236,7 +236,7 @@ def _keys_at(parent: str) -> str:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         base = compose("config")
     node = OmegaConf.select(base, parent) if parent else base
-    return ", ".join(sorted(node.keys())) if node is not None else "(see conf/config.yaml)"
+    return ", ".join(sorted(str(key) for key in node)) if node is not None else "(see conf)"
 
 
 def _explain_pydantic(error: ValidationError) -> str:

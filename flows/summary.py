@@ -53,7 +53,11 @@ class PipelineSummary:
             lines.append(
                 f"{line.step:<16}{line.run_id[:8]:<10}{_num(line.rows_in):>10}"
                 f"{_num(line.rows_out):>10}"
-                + (f"{'reused':>18}" if line.reused else f"{line.wall_seconds:>9.1f}{_sec(line.work_seconds):>9}")
+                + (
+                    f"{'reused':>18}"
+                    if line.reused
+                    else f"{line.wall_seconds:>9.1f}{_sec(line.work_seconds):>9}"
+                )
             )
         if self.overhead_seconds:
             mean = sum(self.overhead_seconds) / len(self.overhead_seconds)
@@ -66,7 +70,9 @@ class PipelineSummary:
                 f"registered model: {self.registered_model} version {self.registered_version} "
                 f"(alias '{self.alias}': models:/{self.registered_model}@{self.alias})"
             )
-        lines.append(f"MLflow parent run: {self.parent_run_id} in experiment '{self.experiment_name}'")
+        lines.append(
+            f"MLflow parent run: {self.parent_run_id} in experiment '{self.experiment_name}'"
+        )
         lines.append(f"look at it all: mlflow ui --backend-store-uri {self.tracking_uri}")
         return "\n".join(lines) + "\n"
 

@@ -111,8 +111,12 @@ def train_pipeline(overrides: list[str] | None = None) -> PipelineSummary:
         experiment_id,
         run_name,
         flow_run_id,
-        {"overrides": " ".join(overrides or []) or "(none)", "steps": ",".join(cfg.main.steps),
-         "model": cfg.model.name, "source": cfg.data.resolved_source(start_dir)},
+        {
+            "overrides": " ".join(overrides or []) or "(none)",
+            "steps": ",".join(cfg.main.steps),
+            "model": cfg.model.name,
+            "source": cfg.data.resolved_source(start_dir),
+        },
     )
     runner = run_entry_point.with_options(
         retries=cfg.task.retries,
@@ -159,7 +163,9 @@ def build_summary(
         tracking_uri=tracking_uri,
         steps=[step_line(results[name]) for name in cfg.main.steps if name in results],
         test_metrics={
-            k: v for k, v in (evaluated.metrics if evaluated else {}).items() if k.startswith("test_")
+            k: v
+            for k, v in (evaluated.metrics if evaluated else {}).items()
+            if k.startswith("test_")
         },
         registered_model=cfg.main.registered_model if version else None,
         registered_version=version,

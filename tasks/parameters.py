@@ -29,10 +29,13 @@ def normalize_value(value: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
+    """Nested values follow the top-level rules: whole floats become ints."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
     return value
 
 

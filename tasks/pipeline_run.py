@@ -23,10 +23,7 @@ def start_pipeline_run(
     """Open the parent run (or adopt the one `mlflow run . -e main` opened) and log the config."""
     client = mlflow.MlflowClient()
     adopted = os.environ.get("MLFLOW_RUN_ID")
-    if adopted:
-        run_id = adopted
-    else:
-        run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
+    run_id = adopted or client.create_run(experiment_id, run_name=run_name).info.run_id
     client.set_tag(run_id, STEP_TAG, "pipeline")
     if flow_run_id:
         client.set_tag(run_id, FLOW_RUN_TAG, flow_run_id)

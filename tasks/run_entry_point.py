@@ -7,6 +7,7 @@ is terminated), and returns a `StepResult` read back from the finished run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -17,7 +18,14 @@ from typing import Any
 
 import mlflow
 import psutil
-from mlflow.entities import RunStatus
+from mlflow.entities import Param, RunStatus, SourceType
+from mlflow.projects.utils import get_git_commit
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_PROJECT_ENTRY_POINT,
+    MLFLOW_SOURCE_NAME,
+    MLFLOW_SOURCE_TYPE,
+)
 from prefect import get_run_logger, task
 from prefect.context import TaskRunContext
 
@@ -46,20 +54,25 @@ def terminate_tree(pid: int, grace_s: float = _KILL_GRACE_S) -> None:
     except psutil.NoSuchProcess:
         return
     for process in family:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             process.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(family, timeout=grace_s)
     for process in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def _step_tags(step: str, parent_run_id: str | None, flow_run_id: str | None) -> dict[str, str]:
-    tags = {STEP_TAG: step}
+    """What `mlflow run` would tag the run with, plus the pipeline's lineage."""
+    tags = {
+        STEP_TAG: step,
+        MLFLOW_SOURCE_NAME: str(PROJECT_ROOT),
+        MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.PROJECT),
+        MLFLOW_PROJECT_ENTRY_POINT: step,
+    }
+    commit = get_git_commit(str(PROJECT_ROOT))
+    if commit:
+        tags[MLFLOW_GIT_COMMIT] = commit
     if parent_run_id:
         tags[PARENT_RUN_TAG] = parent_run_id
     if flow_run_id:
@@ -95,18 +108,21 @@ def run_entry_point(
         experiment_id, run_name=step, tags=_step_tags(step, parent_run_id, flow_run_id)
     )
     run_id = child.info.run_id
+    normalized = normalize(parameters)
+    # mlflow.projects logs parameters only for runs it creates itself.
+    client.log_batch(run_id, params=[Param(key, value) for key, value in normalized.items()])
     started = time.monotonic()
     logger.info("%s: MLflow run %s", step, run_id)
     submitted = mlflow.projects.run(
         uri=str(PROJECT_ROOT),
         entry_point=step,
-        parameters=normalize(parameters),
+        parameters=normalized,
         experiment_id=experiment_id,
         run_id=run_id,
         env_manager=env_manager,
         synchronous=False,
     )
-    process = submitted.command_proc  # type: ignore[attr-defined]
+    process = submitted.command_proc
     try:
         exit_code: int | None = process.wait(timeout=timeout_s)
         timed_out = False

@@ -1,4 +1,4 @@
-"""Errors an entry point raises on purpose, each with the exit code that tells its caller what to do.
+"""Errors an entry point raises on purpose, each with an exit code telling its caller what to do.
 
 The orchestrator never parses messages: it reads the process exit code (and the `step.error_kind`
 tag the entry point leaves on its run) to decide whether a retry can help.

@@ -38,3 +38,12 @@ NEIGHBOURHOOD_GROUPS: tuple[str, ...] = (
 ROOM_TYPES: tuple[str, ...] = ("Entire home/apt", "Private room", "Shared room")
 
 TARGET = "price"
+
+# Whole-number columns: integers in the raw file and in JSON requests, so a served model's
+# signature declares them as integers (MLflow will not narrow int64 to double on its own).
+COUNT_COLUMNS: tuple[str, ...] = (
+    "minimum_nights",
+    "number_of_reviews",
+    "calculated_host_listings_count",
+    "availability_365",
+)

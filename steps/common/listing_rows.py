@@ -6,14 +6,27 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from steps.common.listing_columns import LISTING_COLUMNS, TARGET
+from steps.common.listing_columns import COUNT_COLUMNS, LISTING_COLUMNS, TARGET
 
 
 def raw_rows(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Rows as a client sends them: dates as 'YYYY-MM-DD' text, missing values as None."""
+    """Rows as a listings file or a JSON request carries them.
+
+    Dates are 'YYYY-MM-DD' text, whole-number counts are integers, text is Python strings with
+    None for missing. Training, evaluation and the model signature all see this one form, so the
+    served model accepts exactly what a client sends.
+    """
     if columns is None:
         columns = [c for c in LISTING_COLUMNS if c != TARGET and c in frame]
     rows = frame[list(columns)].copy()
-    if "last_review" in rows and pd.api.types.is_datetime64_any_dtype(rows["last_review"]):
-        rows["last_review"] = rows["last_review"].dt.strftime("%Y-%m-%d")
-    return rows.astype(object).where(rows.notna(), None)
+    for column in rows.columns:
+        values = rows[column]
+        if column == "last_review" and pd.api.types.is_datetime64_any_dtype(values):
+            values = values.dt.strftime("%Y-%m-%d")
+        if column in COUNT_COLUMNS and pd.api.types.is_numeric_dtype(values):
+            if values.notna().all():
+                rows[column] = values.astype("int64")
+            continue
+        if not pd.api.types.is_numeric_dtype(values):
+            rows[column] = values.astype(object).where(values.notna(), None)
+    return rows

@@ -57,7 +57,9 @@ def main(args: argparse.Namespace) -> None:
         except Exception as error:
             raise PreconditionError(f"model {args.model!r} cannot be loaded: {error}") from error
         truth = test[TARGET].to_numpy(dtype=float)
-        predicted = np.asarray(model.predict(raw_rows(test)), dtype=float).ravel()
+        schema = model.metadata.get_input_schema()
+        columns = schema.input_names() if schema is not None else None
+        predicted = np.asarray(model.predict(raw_rows(test, columns)), dtype=float).ravel()
         metrics = regression_metrics(truth, predicted, "test")
         mlflow.log_metrics(metrics)
         log_to_parent(metrics)

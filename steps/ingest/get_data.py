@@ -48,8 +48,9 @@ def main(args: argparse.Namespace) -> None:
         mlflow.log_metrics({"rows_out": stats.rows, "input_bytes": stats.input_bytes})
         publish_file("raw_data", work / "raw.parquet")
         logger.info("read %d rows (sha256 %s) from %s", stats.rows, stats.input_sha256, kind)
-        with WandbMirror("get_data", vars(args) | {"source": redact_source(args.source)},
-                         run.info.run_id) as mirror:
+        with WandbMirror(
+            "get_data", vars(args) | {"source": redact_source(args.source)}, run.info.run_id
+        ) as mirror:
             mirror.log_metrics({"rows_out": stats.rows})
             mirror.log_artifact(work / "raw.parquet", "raw_data", "dataset")
 

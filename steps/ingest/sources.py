@@ -30,7 +30,9 @@ def source_kind(source: str) -> str:
         return "http"
     if scheme in ("", "file"):
         return "file"
-    raise ConfigurationError(f"data.source scheme {scheme + '://'!r} is not supported; give {SUPPORTED}")
+    raise ConfigurationError(
+        f"data.source scheme {scheme + '://'!r} is not supported; give {SUPPORTED}"
+    )
 
 
 def local_path(source: str) -> Path:
@@ -115,4 +117,3 @@ def fetch_source(
     if kind == "file":
         return local_path(source)
     return download_http(source, into, timeout_s)
-

@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promote", description=__doc__)
     parser.add_argument("--registered_model", required=True)
     parser.add_argument("--alias", required=True)
-    parser.add_argument("--filter", required=True, help="MLflow search filter, e.g. metrics.test_r2 > 0.3")
+    parser.add_argument(
+        "--filter", required=True, help="MLflow search filter, e.g. metrics.test_r2 > 0.3"
+    )
     parser.add_argument("--order_by", required=True, help="e.g. metrics.test_mae ASC")
     parser.add_argument("--ready_timeout_s", type=float, default=300.0)
     return parser
@@ -45,7 +47,9 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
-def best_evaluated_run(experiment_id: str, filter_string: str, order_by: str) -> mlflow.entities.Run:
+def best_evaluated_run(
+    experiment_id: str, filter_string: str, order_by: str
+) -> mlflow.entities.Run:
     """The best finished evaluate run of the experiment that passes the filter."""
     client = mlflow.MlflowClient()
     query = f"{EVALUATED_RUNS} and {filter_string}" if filter_string.strip() else EVALUATED_RUNS
@@ -111,7 +115,12 @@ def main(args: argparse.Namespace) -> None:
             logger.info("registered %s as %s version %s", model_uri, name, version)
         else:
             version = existing.version
-            logger.info("run %s is already %s version %s; not registering again", training_run, name, version)
+            logger.info(
+                "run %s is already %s version %s; not registering again",
+                training_run,
+                name,
+                version,
+            )
         ready = wait_until_ready(name, str(version), args.ready_timeout_s)
         for key, value in best.data.metrics.items():
             client.set_model_version_tag(name, ready.version, key, str(value))

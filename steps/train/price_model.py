@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 from sklearn.pipeline import Pipeline
 
 
-class PricePipelineModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class PricePipelineModel(PythonModel):
     """A pyfunc over the fitted scikit-learn pipeline, for models with no MLflow flavor (torch)."""
 
     def __init__(self, pipeline: Pipeline) -> None:

@@ -17,13 +17,13 @@ from mlflow.models import infer_signature
 from steps.common.entrypoint import run_entry_point
 from steps.common.errors import ConfigurationError
 from steps.common.listing_columns import TARGET
+from steps.common.listing_rows import raw_rows
 from steps.common.metrics import regression_metrics
 from steps.common.outputs import publish_output
 from steps.common.tables import read_table
 from steps.common.tracking import download_input, scratch_dir, step_run
 from steps.common.wandb_mirror import WandbMirror
 from steps.train.model_factory import build_model
-from steps.common.listing_rows import raw_rows
 from steps.train.price_model import PricePipelineModel, input_columns
 
 logger = logging.getLogger(__name__)
@@ -61,13 +61,15 @@ def main(args: argparse.Namespace) -> None:
         model.fit(raw_rows(train, columns), train[TARGET].to_numpy(dtype=float))
         fit_seconds = time.perf_counter() - started
         val_rows = raw_rows(val, columns)
-        metrics = regression_metrics(val[TARGET], model.predict(val_rows), "val")
+        val_predictions = model.predict(val_rows)
+        metrics = regression_metrics(val[TARGET], val_predictions, "val")
         metrics |= {"fit_seconds": fit_seconds, "rows_train": float(len(train))}
         mlflow.log_params({f"model.{key}": value for key, value in config.items()})
         mlflow.log_metrics(metrics)
 
+        # Inferred from the whole validation split, so columns that can be empty are optional.
+        signature = infer_signature(val_rows, val_predictions)
         example = val_rows.head(5)
-        signature = infer_signature(example, model.predict(example))
         if config["name"] == "torch_lasso":
             info = mlflow.pyfunc.log_model(
                 name="model",

@@ -1,4 +1,4 @@
-"""Entry point `data_check`: the data contract gate; a failure stops the pipeline before training."""
+"""Entry point `data_check`: the data contract, a gate that stops the pipeline before training."""
 
 from __future__ import annotations
 

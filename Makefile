@@ -1,0 +1,57 @@
+# Two commands on a fresh clone: `make run` (install + the pipeline on the demo data) and
+# `make test` (install + lint + types + tests). Everything lands in the project-local .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# Exact versions of everything installed (direct and transitive), for reproducible installs.
+CONSTRAINTS := constraints.txt
+ARGS ?=
+
+.PHONY: run test lint typecheck pytest test-unit test-data test-e2e install install-dev clean constraints
+
+$(VENV)/.install-run.stamp: pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e .
+	touch $@
+
+$(VENV)/.install-dev.stamp: $(VENV)/.install-run.stamp
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.install-run.stamp
+install-dev: $(VENV)/.install-dev.stamp
+
+## Run the whole pipeline on the built-in demo data (extra Hydra overrides: make run ARGS="model=random_forest").
+run: install
+	$(PY) -m flows.train_pipeline $(ARGS)
+
+## Lint, type-check and run every test tier.
+test: install-dev lint typecheck pytest
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install-dev
+	$(VENV)/bin/mypy
+
+pytest: install-dev
+	$(PY) -m pytest
+
+test-unit: install-dev
+	$(PY) -m pytest -m unit
+
+test-data: install-dev
+	$(PY) -m pytest -m data
+
+test-e2e: install-dev
+	$(PY) -m pytest -m e2e
+
+clean:
+	rm -rf mlruns wandb outputs multirun .pytest_cache .mypy_cache .ruff_cache
+
+## Re-pin constraints.txt to what the virtual environment holds now.
+constraints:
+	{ head -n 2 $(CONSTRAINTS); $(PIP) freeze --exclude-editable | grep -v '^nyc-price-pipeline' | sed 's/+cpu$$//'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)

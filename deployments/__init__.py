@@ -1,0 +1,1 @@
+"""Deployments as code: how the pipeline runs unattended on a schedule."""

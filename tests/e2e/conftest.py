@@ -1,0 +1,62 @@
+"""End-to-end fixtures: a temporary Prefect API, tracking store, W&B directory and working dir."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+# The variables the pipeline sets for itself and its entry points; each test restores them.
+_PIPELINE_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "WANDB_MODE",
+    "WANDB_PROJECT",
+    "WANDB_RUN_GROUP",
+    "WANDB_DIR",
+    "PATH",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api() -> Iterator[None]:
+    """One temporary Prefect API (own SQLite database) for the whole e2e session."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    tracking_uri: str
+
+    def client(self) -> mlflow.MlflowClient:
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """A fresh working directory with its own SQLite tracking store and offline W&B."""
+    for name in _PIPELINE_ENV:
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+    tracking_uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("DO_NOT_TRACK", "true")
+    monkeypatch.chdir(tmp_path)
+    previous_uri = mlflow.get_tracking_uri()
+    yield Workspace(root=tmp_path, tracking_uri=tracking_uri)
+    mlflow.set_tracking_uri(previous_uri)
+
+
+# Small enough to keep each pipeline quick, large enough for data_check's row bounds.
+SMALL_DEMO = ["data.demo_rows=3000", "task.retries=0"]
