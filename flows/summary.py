@@ -46,6 +46,16 @@ class PipelineSummary:
             if not line.reused and line.work_seconds is not None
         ]
 
+    def headline(self) -> str:
+        """One line for logs: the scores and where the model went."""
+        scores = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.test_metrics.items()))
+        where = (
+            f"models:/{self.registered_model}@{self.alias} = version {self.registered_version}"
+            if self.registered_version
+            else "no model registered"
+        )
+        return f"{scores or 'no test metrics'}; {where}; parent run {self.parent_run_id}"
+
     def render(self) -> str:
         header = f"{'step':<16}{'run':<10}{'rows in':>10}{'rows out':>10}{'wall s':>9}{'work s':>9}"
         lines = ["", "Pipeline summary", header, "-" * len(header)]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.config import ConfigError, PipelineConfig, load_config
@@ -84,7 +85,18 @@ def _run_name(cfg: PipelineConfig) -> str:
     return f"{cfg.model.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
-@flow(name="train_pipeline")
+def _flow_run_name() -> str:
+    """Readable in the Prefect UI: the model, the data source and the date."""
+    overrides = flow_run.parameters.get("overrides") or []
+    try:
+        cfg = load_config(overrides)
+    except ConfigError:
+        return f"train-invalid-config-{datetime.now(UTC):%Y%m%d-%H%M}"
+    source = cfg.data.source.rstrip("/").rsplit("/", 1)[-1] or cfg.data.source
+    return f"train-{cfg.model.name}-{source}-{datetime.now(UTC):%Y%m%d-%H%M}"
+
+
+@flow(name="train_pipeline", flow_run_name=_flow_run_name)
 def train_pipeline(overrides: list[str] | None = None) -> PipelineSummary:
     """Run the pipeline with Hydra overrides applied to conf/ (validated before any work)."""
     log = get_run_logger()
@@ -145,7 +157,12 @@ def train_pipeline(overrides: list[str] | None = None) -> PipelineSummary:
         end_pipeline_run(parent_run_id, succeeded)
 
     summary = build_summary(cfg, results, parent_run_id, tracking_uri)
-    log.info("%s", summary.render())
+    create_markdown_artifact(
+        key="pipeline-summary",
+        markdown=f"```\n{summary.render()}```",
+        description="Rows, timings, test metrics and the registered model of this run",
+    )
+    log.info("pipeline finished: %s", summary.headline())
     return summary
 
 
