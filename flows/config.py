@@ -73,11 +73,22 @@ class DataConfig(_Strict):
     @classmethod
     def _check_source(cls, value: str) -> str:
         scheme = value.split("://", 1)[0].lower() if "://" in value else ""
-        if scheme not in ("", "file", "http", "https"):
+        if scheme not in ("", "file", "http", "https", "oss"):
             raise ValueError(
                 f"scheme {scheme + '://'!r} is not supported; use 'demo', a local path, "
-                "file://, http:// or https://"
+                "file://, http://, https:// or oss://BUCKET/PREFIX"
             )
+        if scheme == "oss":
+            location = value.split("://", 1)[1]
+            bucket = location.split("/", 1)[0]
+            if "@" in bucket or "?" in location:
+                # The source is logged as a parameter: credentials live in the environment only.
+                raise ValueError(
+                    "oss:// takes no credentials or query; set OSS_ACCESS_KEY_ID, "
+                    "OSS_ACCESS_KEY_SECRET and OSS_ENDPOINT in the environment or .env"
+                )
+            if not bucket:
+                raise ValueError("oss:// needs a bucket: oss://BUCKET/PREFIX")
         return value
 
     def resolved_source(self, base: Path) -> str:
@@ -138,11 +149,32 @@ class SplitConfig(_Strict):
         return self
 
 
+class MetricBounds(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+
 class PromotionConfig(_Strict):
-    filter: str
-    order_by: Annotated[str, Field(pattern=r"^(metrics|params|attributes)\.\S+( (ASC|DESC))?$")]
     alias: Annotated[str, Field(pattern=_NAME)]
+    challenger_alias: Annotated[str, Field(pattern=_NAME)]
+    metric: Literal["test_mae", "test_rmse", "test_r2"]
+    direction: Literal["minimize", "maximize"]
+    min_relative_improvement: Annotated[float, Field(ge=0)]
+    gate: dict[Literal["test_mae", "test_rmse", "test_r2"], MetricBounds]
+    use_stages: bool
     ready_timeout_s: Annotated[float, Field(gt=0)]
+    lock_timeout_s: Annotated[float, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _distinct_aliases(self) -> PromotionConfig:
+        if self.alias == self.challenger_alias:
+            raise ValueError("alias and challenger_alias must differ")
+        return self
+
+    def gate_bounds(self) -> dict[str, dict[str, float]]:
+        return {
+            metric: bounds.model_dump(exclude_none=True) for metric, bounds in self.gate.items()
+        }
 
 
 class TaskConfig(_Strict):
@@ -186,7 +218,23 @@ class RandomForestConfig(_ModelBase):
     random_state: int
 
 
-ModelConfig = Annotated[TorchLassoConfig | RandomForestConfig, Field(discriminator="name")]
+class HistGradientBoostingConfig(_ModelBase):
+    name: Literal["hist_gradient_boosting"]
+    learning_rate: Annotated[float, Field(gt=0)]
+    max_iter: Annotated[int, Field(ge=1)]
+    max_leaf_nodes: Annotated[int, Field(ge=2)] | None
+    max_depth: Annotated[int, Field(ge=1)] | None
+    min_samples_leaf: Annotated[int, Field(ge=1)]
+    l2_regularization: Annotated[float, Field(ge=0)]
+    max_features: Annotated[float, Field(gt=0, le=1)]
+    early_stopping: Literal["auto"] | bool
+    random_state: int
+
+
+ModelConfig = Annotated[
+    TorchLassoConfig | RandomForestConfig | HistGradientBoostingConfig,
+    Field(discriminator="name"),
+]
 
 
 class PipelineConfig(_Strict):
@@ -239,13 +287,16 @@ def _keys_at(parent: str) -> str:
     return ", ".join(sorted(str(key) for key in node)) if node is not None else "(see conf)"
 
 
+_MODEL_NAMES = ("torch_lasso", "random_forest", "hist_gradient_boosting")
+
+
 def _explain_pydantic(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
         parts = [
             str(part)
             for part in problem["loc"]
-            if part not in ("torch_lasso", "random_forest") and not str(part).startswith("function")
+            if part not in _MODEL_NAMES and not str(part).startswith("function")
         ]
         location = ".".join(parts)
         if problem["type"] == "extra_forbidden":

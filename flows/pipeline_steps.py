@@ -40,8 +40,14 @@ STEPS: tuple[StepSpec, ...] = (
         "evaluate",
         inputs={"model": ("train", "model"), "test_data": ("data_split", "test_data")},
     ),
-    StepSpec("promote", outputs=("model_version",)),
+    StepSpec(
+        "promote",
+        inputs={"model": ("train", "model"), "test_data": ("data_split", "test_data")},
+    ),
 )
 
 STEP_NAMES: tuple[str, ...] = tuple(spec.name for spec in STEPS)
 SPEC_BY_NAME: dict[str, StepSpec] = {spec.name: spec for spec in STEPS}
+
+# Entry points outside the pipeline, run by their own flows (flows/promotion.py).
+MAINTENANCE_ENTRY_POINTS: tuple[str, ...] = ("rollback",)

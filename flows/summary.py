@@ -37,6 +37,8 @@ class PipelineSummary:
     registered_model: str | None = None
     registered_version: str | None = None
     alias: str | None = None
+    # One-line results of the promotion: its verdict and the champion afterwards.
+    promotion_notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def overhead_seconds(self) -> list[float]:
@@ -49,8 +51,8 @@ class PipelineSummary:
     def headline(self) -> str:
         """One line for logs: the scores and where the model went."""
         scores = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.test_metrics.items()))
-        where = (
-            f"models:/{self.registered_model}@{self.alias} = version {self.registered_version}"
+        where = self.promotion_notes.get("verdict") or (
+            f"candidate {self.registered_model} version {self.registered_version}"
             if self.registered_version
             else "no model registered"
         )
@@ -78,8 +80,11 @@ class PipelineSummary:
         if self.registered_version:
             lines.append(
                 f"registered model: {self.registered_model} version {self.registered_version} "
-                f"(alias '{self.alias}': models:/{self.registered_model}@{self.alias})"
+                f"(the candidate; champion alias: models:/{self.registered_model}@{self.alias})"
             )
+        for key in ("verdict", "champion"):
+            if key in self.promotion_notes:
+                lines.append(f"promotion {key}: {self.promotion_notes[key]}")
         lines.append(
             f"MLflow parent run: {self.parent_run_id} in experiment '{self.experiment_name}'"
         )

@@ -9,7 +9,6 @@ Each step is an MLflow entry point run by one retryable Prefect task; steps left
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,12 +21,13 @@ from prefect.runtime import flow_run
 
 from flows.config import ConfigError, PipelineConfig, load_config
 from flows.pipeline_steps import SPEC_BY_NAME, STEPS
+from flows.runtime import configure_services, prepare_process, promotion_lock
 from flows.summary import PipelineSummary, step_line
 from tasks.pipeline_run import end_pipeline_run, reuse_step_outputs, start_pipeline_run
 from tasks.run_entry_point import run_entry_point
 from tasks.step_failure import StepFailed
 from tasks.step_result import StepResult
-from tasks.tracking_store import default_tracking_uri, ensure_experiment, use_tracking_uri
+from tasks.tracking_store import ensure_experiment
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +50,17 @@ def step_parameters(step: str, cfg: PipelineConfig, start_dir: Path) -> dict[str
     if step == "train":
         return {"model_config": cfg.model.model_dump()}
     if step == "promote":
+        promotion = cfg.promotion
         return {
             "registered_model": cfg.main.registered_model,
-            "alias": cfg.promotion.alias,
-            "filter": cfg.promotion.filter,
-            "order_by": cfg.promotion.order_by,
-            "ready_timeout_s": cfg.promotion.ready_timeout_s,
+            "alias": promotion.alias,
+            "challenger_alias": promotion.challenger_alias,
+            "metric": promotion.metric,
+            "direction": promotion.direction,
+            "min_relative_improvement": promotion.min_relative_improvement,
+            "gate": promotion.gate_bounds(),
+            "use_stages": promotion.use_stages,
+            "ready_timeout_s": promotion.ready_timeout_s,
         }
     return {}
 
@@ -69,16 +74,6 @@ def upstream_steps_to_reuse(selected: Sequence[str]) -> list[str]:
         if upstream not in selected
     }
     return [spec.name for spec in STEPS if spec.name in needed]
-
-
-def configure_services(cfg: PipelineConfig, start_dir: Path, group: str) -> str:
-    """Tracking and W&B settings for this process and the entry points it starts."""
-    uri = use_tracking_uri(cfg.tracking.uri or default_tracking_uri(start_dir))
-    os.environ["WANDB_MODE"] = cfg.wandb.mode
-    os.environ["WANDB_PROJECT"] = cfg.wandb.project
-    os.environ["WANDB_RUN_GROUP"] = cfg.wandb.group or group
-    os.environ.setdefault("WANDB_DIR", str(start_dir))
-    return uri
 
 
 def _run_name(cfg: PipelineConfig) -> str:
@@ -151,6 +146,7 @@ def train_pipeline(overrides: list[str] | None = None) -> PipelineSummary:
                 flow_run_id=flow_run_id,
                 env_manager=cfg.main.env_manager,
                 timeout_s=cfg.task.timeout_s,
+                lock=promotion_lock(cfg) if step == "promote" else None,
             )
         succeeded = True
     finally:
@@ -187,21 +183,8 @@ def build_summary(
         registered_model=cfg.main.registered_model if version else None,
         registered_version=version,
         alias=cfg.promotion.alias if version else None,
+        promotion_notes=dict(promoted.notes) if promoted else {},
     )
-
-
-def prepare_process() -> None:
-    """Process-wide defaults for a command-line start: `.env`, and no telemetry phoning home."""
-    from dotenv import load_dotenv
-
-    load_dotenv(Path.cwd() / ".env", override=False)
-    for key, value in {
-        "DO_NOT_TRACK": "true",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "WANDB_SILENT": "true",
-    }.items():
-        os.environ.setdefault(key, value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

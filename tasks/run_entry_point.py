@@ -29,10 +29,11 @@ from mlflow.utils.mlflow_tags import (
 from prefect import get_run_logger, task
 from prefect.context import TaskRunContext
 
+from tasks.locks import mutex
 from tasks.parameters import normalize
 from tasks.step_failure import StepFailed, is_transient, retry_if_transient
 from tasks.step_result import StepResult
-from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG, outputs_of
+from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG, notes_of, outputs_of
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _KILL_GRACE_S = 5.0
@@ -99,8 +100,35 @@ def run_entry_point(
     flow_run_id: str | None = None,
     env_manager: str = "local",
     timeout_s: float = 1800.0,
+    lock: str | None = None,
 ) -> StepResult:
-    """Run entry point `step` of the project's MLproject and return what it produced."""
+    """Run entry point `step` of the project's MLproject and return what it produced.
+
+    With `lock`, the step runs while holding that cluster-wide mutex (e.g. promotion).
+    """
+    with mutex(lock, timeout_s) if lock else contextlib.nullcontext():
+        return _run(
+            step,
+            parameters,
+            expected_outputs,
+            experiment_id,
+            parent_run_id,
+            flow_run_id,
+            env_manager,
+            timeout_s,
+        )
+
+
+def _run(
+    step: str,
+    parameters: Mapping[str, Any],
+    expected_outputs: Sequence[str],
+    experiment_id: str,
+    parent_run_id: str | None,
+    flow_run_id: str | None,
+    env_manager: str,
+    timeout_s: float,
+) -> StepResult:
     logger = get_run_logger()
     interpreter_on_path()
     client = mlflow.MlflowClient()
@@ -140,7 +168,8 @@ def run_entry_point(
     if exit_code == 0 and not timed_out:
         if not RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
             client.set_terminated(run_id, "FINISHED")
-        outputs = outputs_of(client.get_run(run_id))
+        finished = client.get_run(run_id)
+        outputs = outputs_of(finished)
         missing = sorted(set(expected_outputs) - set(outputs))
         if missing:
             client.set_terminated(run_id, "FAILED")
@@ -150,7 +179,8 @@ def run_entry_point(
             step=step,
             run_id=run_id,
             outputs=outputs,
-            metrics=dict(run.data.metrics),
+            metrics=dict(finished.data.metrics),
+            notes=notes_of(finished),
             wall_seconds=wall,
         )
 

@@ -18,5 +18,6 @@ class StepResult:
     run_id: str
     outputs: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
     wall_seconds: float = 0.0
     reused: bool = False

@@ -22,6 +22,7 @@ PARENT_RUN_TAG = "mlflow.parentRunId"
 STEP_TAG = "pipeline.step"
 FLOW_RUN_TAG = "prefect.flow_run_id"
 OUTPUT_TAG_PREFIX = "output."
+NOTE_TAG_PREFIX = "note."
 
 
 def default_tracking_uri(work_dir: Path) -> str:
@@ -68,6 +69,14 @@ def outputs_of(run: Run) -> dict[str, str]:
     }
 
 
+def notes_of(run: Run) -> dict[str, str]:
+    return {
+        key[len(NOTE_TAG_PREFIX) :]: value
+        for key, value in run.data.tags.items()
+        if key.startswith(NOTE_TAG_PREFIX)
+    }
+
+
 def latest_finished_run(experiment_id: str, step: str) -> Run | None:
     """The newest FINISHED run of a step in the experiment: what a partial pipeline reuses."""
     runs = mlflow.MlflowClient().search_runs(
@@ -88,5 +97,6 @@ def reuse_result(experiment_id: str, step: str) -> StepResult | None:
         run_id=run.info.run_id,
         outputs=outputs_of(run),
         metrics=dict(run.data.metrics),
+        notes=notes_of(run),
         reused=True,
     )

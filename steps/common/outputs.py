@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 
 OUTPUT_TAG_PREFIX = "output."
+NOTE_TAG_PREFIX = "note."
 
 
 def publish_output(name: str, uri: str) -> str:
@@ -27,3 +28,8 @@ def publish_file(name: str, local_path: Path) -> str:
         raise RuntimeError("publish_file needs an active MLflow run")
     mlflow.log_artifact(str(local_path))
     return publish_output(name, f"runs:/{run.info.run_id}/{local_path.name}")
+
+
+def publish_note(name: str, text: str) -> None:
+    """A one-line result for people (e.g. the promotion verdict), shown in the pipeline summary."""
+    mlflow.set_tag(f"{NOTE_TAG_PREFIX}{name}", text)

@@ -1,7 +1,11 @@
-"""Entry point `promote`: register the best evaluated run once and point the alias at it.
+"""Entry point `promote`: champion/challenger promotion that a team can trust.
 
-Re-running is safe: a run that already has a version under the registered model reuses it, so
-the registry never holds two versions of the same training run.
+The candidate (this pipeline's trained model) must pass the quality gate; it is then registered
+once (re-running never adds a version) and takes the `challenger` alias. The champion and the
+candidate are scored on the *same* current test split, and the candidate takes `champion` only
+if it wins by the configured margin. The alias is moved compare-and-set: it is re-read just
+before the move, and if another promotion moved it meanwhile the comparison is made again.
+Every move is recorded in the registry's history (see history.py).
 """
 
 from __future__ import annotations
@@ -9,31 +13,47 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import time
 
 import mlflow
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
+import numpy as np
+import pandas as pd
 
 from steps.common.entrypoint import run_entry_point
-from steps.common.errors import ConfigurationError, PreconditionError, TransientError
-from steps.common.outputs import publish_output
-from steps.common.tracking import step_run
+from steps.common.errors import ConfigurationError, PreconditionError
+from steps.common.listing_columns import TARGET
+from steps.common.listing_rows import raw_rows
+from steps.common.metrics import regression_metrics
+from steps.common.outputs import publish_note, publish_output
+from steps.common.tables import read_table
+from steps.common.tracking import download_input, scratch_dir, step_run
+from steps.registry.history import AliasMove, record_move
+from steps.registry.promotion_rules import DIRECTIONS, Verdict, decide, gate_failures, parse_gate
+from steps.registry.registry_ops import (
+    alias_version,
+    point_alias,
+    register_once,
+    review_tags,
+)
 
 logger = logging.getLogger(__name__)
 
-EVALUATED_RUNS = "tags.`pipeline.step` = 'evaluate' and attributes.status = 'FINISHED'"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+# Compare-and-set attempts before giving up: each lost race re-reads and re-compares.
+_CAS_ATTEMPTS = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promote", description=__doc__)
+    parser.add_argument("--model", required=True, help="URI of the candidate model output")
+    parser.add_argument("--test_data", required=True, help="URI of the current test split")
     parser.add_argument("--registered_model", required=True)
     parser.add_argument("--alias", required=True)
-    parser.add_argument(
-        "--filter", required=True, help="MLflow search filter, e.g. metrics.test_r2 > 0.3"
-    )
-    parser.add_argument("--order_by", required=True, help="e.g. metrics.test_mae ASC")
+    parser.add_argument("--challenger_alias", required=True)
+    parser.add_argument("--metric", required=True, help="e.g. test_mae")
+    parser.add_argument("--direction", required=True, choices=DIRECTIONS)
+    parser.add_argument("--min_relative_improvement", type=float, required=True)
+    parser.add_argument("--gate", required=True, help='JSON, e.g. {"test_r2": {"min": 0.3}}')
+    parser.add_argument("--use_stages", choices=("true", "false"), default="false")
     parser.add_argument("--ready_timeout_s", type=float, default=300.0)
     return parser
 
@@ -47,96 +67,129 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
-def best_evaluated_run(
-    experiment_id: str, filter_string: str, order_by: str
-) -> mlflow.entities.Run:
-    """The best finished evaluate run of the experiment that passes the filter."""
-    client = mlflow.MlflowClient()
-    query = f"{EVALUATED_RUNS} and {filter_string}" if filter_string.strip() else EVALUATED_RUNS
+def score(model_uri: str, test: pd.DataFrame) -> dict[str, float]:
+    """Test scores of a model as served: raw rows in, through its own signature."""
     try:
-        runs = client.search_runs([experiment_id], query, order_by=[order_by], max_results=1)
-    except MlflowException as error:
-        raise ConfigurationError(
-            f"promotion.filter {filter_string!r} / promotion.order_by {order_by!r} is not a valid "
-            f"MLflow search: {error.message}"
-        ) from error
-    if not runs:
-        raise PreconditionError(
-            f"no finished evaluate run in experiment {experiment_id} passes {filter_string!r}; "
-            "nothing was registered (train a better model or relax promotion.filter)"
-        )
-    return runs[0]
-
-
-def version_of_run(name: str, run_id: str) -> ModelVersion | None:
-    """The version already registered for this training run, if any."""
-    client = mlflow.MlflowClient()
-    try:
-        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    except MlflowException:
-        return None
-    return min(found, key=lambda v: int(v.version)) if found else None
-
-
-def wait_until_ready(name: str, version: str, timeout_s: float) -> ModelVersion:
-    client = mlflow.MlflowClient()
-    deadline = time.monotonic() + timeout_s
-    while True:
-        current = client.get_model_version(name, version)
-        if current.status == "READY":
-            return current
-        if current.status == "FAILED_REGISTRATION":
-            raise PreconditionError(
-                f"{name} version {version} failed registration ({current.status_message}); "
-                "it was not promoted"
-            )
-        if time.monotonic() > deadline:
-            raise TransientError(
-                f"{name} version {version} was not READY after {timeout_s:.0f} s "
-                f"(status {current.status}); it was not promoted"
-            )
-        time.sleep(1.0)
+        model = mlflow.pyfunc.load_model(model_uri)
+    except Exception as error:
+        raise PreconditionError(f"model {model_uri!r} cannot be loaded: {error}") from error
+    schema = model.metadata.get_input_schema()
+    columns = schema.input_names() if schema is not None else None
+    predicted = np.asarray(model.predict(raw_rows(test, columns)), dtype=float).ravel()
+    return regression_metrics(test[TARGET].to_numpy(dtype=float), predicted, "test")
 
 
 def main(args: argparse.Namespace) -> None:
     name = check_name("main.registered_model", args.registered_model)
     alias = check_name("promotion.alias", args.alias)
-    with step_run() as run:
-        client = mlflow.MlflowClient()
-        best = best_evaluated_run(run.info.experiment_id, args.filter, args.order_by)
-        model_uri = best.data.tags.get("model_uri")
-        if not model_uri:
-            raise PreconditionError(f"evaluate run {best.info.run_id} does not name its model")
-        training_run = mlflow.models.get_model_info(model_uri).run_id
-        existing = version_of_run(name, training_run)
-        if existing is None:
-            registered = mlflow.register_model(model_uri, name)
-            version = registered.version
-            logger.info("registered %s as %s version %s", model_uri, name, version)
-        else:
-            version = existing.version
-            logger.info(
-                "run %s is already %s version %s; not registering again",
-                training_run,
-                name,
-                version,
-            )
-        ready = wait_until_ready(name, str(version), args.ready_timeout_s)
-        for key, value in best.data.metrics.items():
-            client.set_model_version_tag(name, ready.version, key, str(value))
-        client.set_model_version_tag(name, ready.version, "evaluate_run_id", best.info.run_id)
-        client.set_registered_model_alias(name, alias, ready.version)
-        mlflow.set_tags(
-            {
-                "registry.model_name": name,
-                "registry.version": str(ready.version),
-                "registry.alias": alias,
-                "registry.evaluate_run_id": best.info.run_id,
-            }
+    challenger = check_name("promotion.challenger_alias", args.challenger_alias)
+    if alias == challenger:
+        raise ConfigurationError("promotion.alias and promotion.challenger_alias must differ")
+    gate = parse_gate(args.gate)
+    use_stages = args.use_stages == "true"
+
+    with step_run() as run, scratch_dir() as work:
+        flow_run_id = run.data.tags.get("prefect.flow_run_id")
+        test = read_table(download_input(args.test_data, work))
+        candidate = score(args.model, test)
+        mlflow.log_metrics({f"candidate_{key}": value for key, value in candidate.items()})
+        failures = gate_failures(candidate, gate)
+        if failures:
+            verdict = Verdict(False, "fails the quality gate: " + "; ".join(failures), 0.0)
+            _report(verdict, None, alias_version(name, alias), f"models:/{name}@{alias}")
+            return
+
+        training_run = mlflow.models.get_model_info(args.model).run_id
+        version, created = register_once(
+            args.model,
+            name,
+            training_run,
+            review_tags(training_run, candidate)
+            | {"promote_run_id": run.info.run_id, "test_data": args.test_data},
+            args.ready_timeout_s,
         )
-        mlflow.log_metric("registered_version", int(ready.version))
-        publish_output("model_version", f"models:/{name}/{ready.version}")
-        logger.info("%s@%s -> version %s", name, alias, ready.version)
+        candidate_version = str(version.version)
+        publish_output("model_version", f"models:/{name}/{candidate_version}")
+        mlflow.log_metric("registered_version", int(candidate_version))
+        mlflow.set_tag("registry.newly_registered", str(created).lower())
+
+        for _ in range(_CAS_ATTEMPTS):
+            champion_version = alias_version(name, alias)
+            if champion_version == candidate_version:
+                verdict = Verdict(
+                    False,
+                    f"version {candidate_version} is already the {alias}",
+                    candidate[args.metric],
+                )
+                _report(verdict, candidate_version, champion_version, f"models:/{name}@{alias}")
+                return
+            champion = (
+                score(f"models:/{name}/{champion_version}", test) if champion_version else None
+            )
+            verdict = decide(
+                candidate,
+                champion,
+                metric=args.metric,
+                direction=args.direction,
+                min_relative_improvement=args.min_relative_improvement,
+                gate=gate,
+            )
+            if alias_version(name, alias) != champion_version:
+                logger.warning("%s@%s moved during the comparison; comparing again", name, alias)
+                continue
+            move = AliasMove(
+                action="promote",
+                alias=alias if verdict.promote else challenger,
+                from_version=champion_version
+                if verdict.promote
+                else alias_version(name, challenger),
+                to_version=candidate_version,
+                metric=args.metric,
+                candidate_score=verdict.candidate_score,
+                champion_score=verdict.champion_score,
+                reason=verdict.reason,
+                prefect_flow_run_id=flow_run_id,
+                mlflow_run_id=run.info.run_id,
+            )
+            if verdict.promote:
+                point_alias(name, alias, candidate_version, use_stages)
+                if alias_version(name, challenger) == candidate_version:
+                    mlflow.MlflowClient().delete_registered_model_alias(name, challenger)
+                record_move(name, move)
+            elif move.from_version != candidate_version:
+                point_alias(name, challenger, candidate_version, use_stages=False)
+                record_move(name, move)
+            _report(verdict, candidate_version, champion_version, f"models:/{name}@{alias}")
+            return
+        raise PreconditionError(
+            f"{name}@{alias} kept moving during {_CAS_ATTEMPTS} comparisons; nothing was changed"
+        )
+
+
+def _report(
+    verdict: Verdict,
+    candidate_version: str | None,
+    champion_version: str | None,
+    champion_uri: str,
+) -> None:
+    """The comparison on the promote run, and lines for the pipeline's summary."""
+    mlflow.log_metrics(
+        {"promoted": float(verdict.promote)}
+        | ({"champion_score": verdict.champion_score} if verdict.champion_score is not None else {})
+    )
+    mlflow.set_tags(
+        {
+            "promotion.verdict": "promoted" if verdict.promote else "not promoted",
+            "promotion.reason": verdict.reason,
+            "promotion.candidate_version": candidate_version or "",
+            "promotion.previous_champion": champion_version or "",
+        }
+    )
+    outcome = "PROMOTED" if verdict.promote else "NOT PROMOTED"
+    publish_note("verdict", f"{outcome}: {verdict.reason}")
+    current = candidate_version if verdict.promote else champion_version
+    publish_note("champion", f"{champion_uri} = version {current}" if current else "none yet")
+    logger.info("%s (candidate version %s): %s", outcome, candidate_version, verdict.reason)
 
 
 if __name__ == "__main__":

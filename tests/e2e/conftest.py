@@ -38,23 +38,28 @@ class Workspace:
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
-    """A fresh working directory with its own SQLite tracking store and offline W&B."""
+def isolate(monkeypatch: pytest.MonkeyPatch, root: Path) -> Workspace:
+    """Point the pipeline's stores and working directory at `root` for one test."""
     for name in _PIPELINE_ENV:
         if name in os.environ:
             monkeypatch.setenv(name, os.environ[name])
         else:
             monkeypatch.delenv(name, raising=False)
-    tracking_uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    tracking_uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_DIR", str(root))
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("DO_NOT_TRACK", "true")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(root)
+    return Workspace(root=root, tracking_uri=tracking_uri)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """A fresh working directory with its own SQLite tracking store and offline W&B."""
     previous_uri = mlflow.get_tracking_uri()
-    yield Workspace(root=tmp_path, tracking_uri=tracking_uri)
+    yield isolate(monkeypatch, tmp_path)
     mlflow.set_tracking_uri(previous_uri)
 
 

@@ -20,8 +20,14 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from pydantic import TypeAdapter
 
-from flows.config import ModelConfig, RandomForestConfig, TorchLassoConfig, load_config
-from flows.pipeline_steps import SPEC_BY_NAME, STEP_NAMES
+from flows.config import (
+    HistGradientBoostingConfig,
+    ModelConfig,
+    RandomForestConfig,
+    TorchLassoConfig,
+    load_config,
+)
+from flows.pipeline_steps import MAINTENANCE_ENTRY_POINTS, SPEC_BY_NAME, STEP_NAMES
 from flows.train_pipeline import step_parameters
 from steps.train.model_factory import COMMON_DEFAULTS, HYPERPARAMETERS, MODEL_NAMES, build_model
 from tasks.parameters import normalize
@@ -29,9 +35,12 @@ from tasks.parameters import normalize
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODEL_CONF_DIR = PROJECT_ROOT / "conf" / "model"
 MODEL_NAMES_IN_CONF = sorted(path.stem for path in MODEL_CONF_DIR.glob("*.yaml"))
-MODEL_SCHEMAS: dict[str, type[TorchLassoConfig] | type[RandomForestConfig]] = {
+MODEL_SCHEMAS: dict[
+    str, type[TorchLassoConfig] | type[RandomForestConfig] | type[HistGradientBoostingConfig]
+] = {
     "torch_lasso": TorchLassoConfig,
     "random_forest": RandomForestConfig,
+    "hist_gradient_boosting": HistGradientBoostingConfig,
 }
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -74,6 +83,9 @@ def _model_yaml(name: str) -> dict[str, Any]:
 def _dummy_value(step: str, name: str, mlflow_type: str) -> str:
     if step == "data_check" and name == "reference_distribution":
         return '{"Manhattan": 1}'
+    default = _entry_points()[step]["parameters"][name]
+    if isinstance(default, dict) and "default" in default:
+        return str(default["default"])
     return "1" if mlflow_type == "float" else "x"
 
 
@@ -113,7 +125,7 @@ def test_main_entry_point_takes_steps_and_hydra_options() -> None:
 
 
 def test_entry_points_are_the_steps_plus_main() -> None:
-    assert set(_entry_points()) == {"main", *STEP_NAMES}
+    assert set(_entry_points()) == {"main", *STEP_NAMES, *MAINTENANCE_ENTRY_POINTS}
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES_IN_CONF)
@@ -140,7 +152,7 @@ def test_default_model_step_parameters_match_entry_points() -> None:
 # --- MLproject commands <-> entry point modules ------------------------------------------------
 
 
-@pytest.mark.parametrize("entry_point", ["main", *STEP_NAMES])
+@pytest.mark.parametrize("entry_point", ["main", *STEP_NAMES, *MAINTENANCE_ENTRY_POINTS])
 def test_command_references_every_parameter(entry_point: str) -> None:
     spec = _entry_points()[entry_point]
     placeholders = set(_PLACEHOLDER.findall(spec["command"]))

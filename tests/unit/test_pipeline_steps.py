@@ -17,7 +17,7 @@ from flows.train_pipeline import upstream_steps_to_reuse
         (STEP_NAMES, []),
         (("data_check",), ["basic_cleaning"]),
         (("data_split", "train"), ["basic_cleaning"]),
-        (("promote",), []),
+        (("promote",), ["data_split", "train"]),
         (("basic_cleaning", "evaluate"), ["get_data", "data_split", "train"]),
     ],
 )

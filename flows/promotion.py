@@ -1,0 +1,106 @@
+"""The registry's champion, from the command line or the Prefect UI: history and rollback.
+
+    python -m flows.promotion history [hydra overrides...]
+    python -m flows.promotion rollback [--to-version N] [hydra overrides...]
+
+Overrides select the store and model as for the pipeline, e.g. main.registered_model=prices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.config import ConfigError, load_config
+from flows.runtime import configure_services, prepare_process, promotion_lock
+from tasks.registry_history import read_alias_history
+from tasks.run_entry_point import run_entry_point
+from tasks.step_failure import StepFailed
+from tasks.step_result import StepResult
+from tasks.tracking_store import ensure_experiment
+
+
+@flow(name="rollback_champion", flow_run_name="rollback-{to_version}")
+def rollback_champion(overrides: list[str] | None = None, to_version: int = 0) -> StepResult:
+    """Move the champion alias back (to the previous champion, or to `to_version`)."""
+    cfg = load_config(overrides or [])
+    configure_services(cfg, Path.cwd(), group="rollback")
+    experiment_id = ensure_experiment(cfg.main.experiment_name)
+    result = run_entry_point(
+        "rollback",
+        {
+            "registered_model": cfg.main.registered_model,
+            "alias": cfg.promotion.alias,
+            "to_version": to_version,
+            "use_stages": cfg.promotion.use_stages,
+        },
+        (),
+        experiment_id,
+        flow_run_id=flow_run.get_id(),
+        env_manager=cfg.main.env_manager,
+        timeout_s=cfg.task.timeout_s,
+        lock=promotion_lock(cfg),
+    )
+    get_run_logger().info("%s", result.notes.get("verdict", "rollback finished"))
+    return result
+
+
+@flow(name="promotion_history")
+def promotion_history(overrides: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every recorded alias move of the registered model, oldest first."""
+    cfg = load_config(overrides or [])
+    configure_services(cfg, Path.cwd(), group="history")
+    return read_alias_history(cfg.main.registered_model)
+
+
+def render_history(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return "no alias moves recorded\n"
+    header = f"{'#':>4}  {'time (UTC)':<26}{'action':<10}{'alias':<12}{'from':>6}{'to':>6}  reason"
+    lines = [header, "-" * len(header)]
+    for entry in entries:
+        lines.append(
+            f"{entry.get('sequence', ''):>4}  {entry.get('time', ''):<26}"
+            f"{entry.get('action', ''):<10}{entry.get('alias', ''):<12}"
+            f"{entry.get('from_version') or '-':>6}{entry.get('to_version', ''):>6}  "
+            f"{entry.get('reason', '')}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.promotion", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("history", help="print every recorded alias move")
+    rollback = commands.add_parser("rollback", help="move the champion back")
+    rollback.add_argument("--to-version", type=int, default=0, help="a version number")
+    args, overrides = parser.parse_known_args(argv)
+    prepare_process()
+    try:
+        load_config(overrides)
+    except ConfigError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    if args.command == "history":
+        sys.stdout.write(render_history(promotion_history(overrides=overrides)))
+        return 0
+    if args.to_version < 0:
+        sys.stderr.write("error: --to-version must be a positive version number\n")
+        return 2
+    try:
+        result = rollback_champion(overrides=overrides, to_version=args.to_version)
+    except StepFailed as error:
+        sys.stderr.write(f"rollback failed: {error}\n")
+        return 1
+    sys.stdout.write(result.notes.get("verdict", "rolled back") + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Process set-up every flow entry shares: `.env`, telemetry, tracking and W&B settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flows.config import PipelineConfig
+from tasks.tracking_store import default_tracking_uri, use_tracking_uri
+
+
+def prepare_process() -> None:
+    """Process-wide defaults for a command-line start: `.env`, and no telemetry phoning home."""
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+    for key, value in {
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "WANDB_SILENT": "true",
+    }.items():
+        os.environ.setdefault(key, value)
+
+
+def configure_services(cfg: PipelineConfig, start_dir: Path, group: str) -> str:
+    """Tracking and W&B settings for this process and the entry points it starts."""
+    uri = use_tracking_uri(cfg.tracking.uri or default_tracking_uri(start_dir))
+    os.environ["WANDB_MODE"] = cfg.wandb.mode
+    os.environ["WANDB_PROJECT"] = cfg.wandb.project
+    os.environ["WANDB_RUN_GROUP"] = cfg.wandb.group or group
+    os.environ.setdefault("WANDB_DIR", str(start_dir))
+    return uri
+
+
+def promotion_lock(cfg: PipelineConfig) -> str:
+    """One lock per registered model in one tracking store: promotions of it run one at a time."""
+    return f"promote-{cfg.main.registered_model}"

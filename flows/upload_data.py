@@ -1,0 +1,75 @@
+"""Upload a listings file to Alibaba OSS for the pipeline: LOCAL_FILE oss://BUCKET/PREFIX.
+
+    python -m flows.upload_data listings.csv oss://my-bucket/nyc/2019/
+    .venv/bin/python -m flows.train_pipeline data.source=oss://my-bucket/nyc/2019/listings.csv
+
+A PREFIX ending in '/' (or none) keeps the file's name. Credentials and endpoint come from
+OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_ENDPOINT (and OSS_SECURITY_TOKEN for STS) in the
+environment or in .env. Prints the object's oss:// URI. Exit codes: 0 uploaded, 2 bad arguments,
+destination or credentials, 75 a transient failure (try again: large files resume), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tasks.upload_data import MULTIPART_THRESHOLD, PART_SIZE, UploadFailed, upload_file
+
+EXIT_TRANSIENT = 75
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.upload_data",
+        description=(__doc__ or "").split("\n\n", 1)[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("local_file", type=Path, help="the CSV (or .csv.gz) to upload")
+    parser.add_argument("destination", help="oss://BUCKET/PREFIX (a trailing '/' keeps the name)")
+    parser.add_argument("--timeout-s", type=float, default=60.0, help="network timeout")
+    parser.add_argument(
+        "--multipart-threshold-mb",
+        type=float,
+        default=MULTIPART_THRESHOLD / 2**20,
+        help="files from this size up go in resumable multipart uploads",
+    )
+    parser.add_argument("--part-size-mb", type=float, default=PART_SIZE / 2**20)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from dotenv import load_dotenv
+
+    args = build_parser().parse_args(argv)
+    load_dotenv(Path.cwd() / ".env", override=False)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = upload_file(
+            args.local_file,
+            args.destination,
+            timeout_s=args.timeout_s,
+            multipart_threshold=int(args.multipart_threshold_mb * 2**20),
+            part_size=int(args.part_size_mb * 2**20),
+        )
+    except (ValueError, FileNotFoundError) as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    except UploadFailed as error:
+        sys.stderr.write(f"upload failed: {error}\n")
+        if error.failure.transient:
+            return EXIT_TRANSIENT
+        return 2 if error.failure.kind in ("credentials", "not_found") else 1
+    sys.stderr.write(
+        f"uploaded {args.local_file} ({result.size:,} bytes, ETag {result.etag}"
+        f"{', multipart' if result.multipart else ''})\n"
+    )
+    sys.stdout.write(result.uri + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

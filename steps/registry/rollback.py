@@ -1,0 +1,96 @@
+"""Entry point `rollback`: move the champion alias back, and record that too.
+
+Without `--to_version`, the target is the champion before the current one in the recorded
+history (rolling back twice goes two champions back, not back and forth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from steps.common.entrypoint import run_entry_point
+from steps.common.errors import ConfigurationError, PreconditionError
+from steps.common.outputs import publish_note, publish_output
+from steps.common.tracking import step_run
+from steps.registry.history import AliasMove, previous_champion, read_history, record_move
+from steps.registry.promote import check_name
+from steps.registry.registry_ops import alias_version, point_alias
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rollback", description=__doc__)
+    parser.add_argument("--registered_model", required=True)
+    parser.add_argument("--alias", required=True)
+    parser.add_argument("--to_version", type=int, default=0, help="0: the previous champion")
+    parser.add_argument("--use_stages", choices=("true", "false"), default="false")
+    return parser
+
+
+def resolve_target(name: str, alias: str, current: str, to_version: int) -> str:
+    client = mlflow.MlflowClient()
+    if to_version < 0:
+        raise ConfigurationError(
+            f"--to-version must be a positive version number, got {to_version}"
+        )
+    if to_version:
+        target = str(to_version)
+        try:
+            version = client.get_model_version(name, target)
+        except MlflowException as error:
+            raise ConfigurationError(f"{name} has no version {target}") from error
+        if version.status != "READY":
+            raise PreconditionError(f"{name} version {target} is {version.status}, not READY")
+        return target
+    previous = previous_champion(read_history(name), alias, current)
+    if previous is None:
+        raise PreconditionError(
+            f"the history of {name} records no champion before version {current}; "
+            "pick one with --to-version N"
+        )
+    return previous
+
+
+def main(args: argparse.Namespace) -> None:
+    name = check_name("main.registered_model", args.registered_model)
+    alias = check_name("promotion.alias", args.alias)
+    with step_run() as run:
+        current = alias_version(name, alias)
+        if current is None:
+            raise PreconditionError(f"{name} has no {alias}; there is nothing to roll back")
+        target = resolve_target(name, alias, current, args.to_version)
+        if target == current:
+            publish_note("verdict", f"version {target} already is the {alias}; nothing changed")
+            return
+        point_alias(name, alias, target, args.use_stages == "true")
+        entry = record_move(
+            name,
+            AliasMove(
+                action="rollback",
+                alias=alias,
+                from_version=current,
+                to_version=target,
+                reason=f"rollback from version {current} to version {target}",
+                prefect_flow_run_id=run.data.tags.get("prefect.flow_run_id"),
+                mlflow_run_id=run.info.run_id,
+            ),
+        )
+        publish_output("model_version", f"models:/{name}/{target}")
+        publish_note("verdict", f"ROLLED BACK: {name}@{alias} {current} -> {target}")
+        logger.info(
+            "rolled back %s@%s from %s to %s (history #%s)",
+            name,
+            alias,
+            current,
+            target,
+            entry["sequence"],
+        )
+
+
+if __name__ == "__main__":
+    run_entry_point(build_parser(), main)
