@@ -7,8 +7,11 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # Exact versions of everything installed (direct and transitive), for reproducible installs.
 CONSTRAINTS := constraints.txt
 ARGS ?=
+# make serve: which registered model, and where
+MODEL ?= housing_price
+PORT ?= 5001
 
-.PHONY: run test lint typecheck pytest test-unit test-data test-e2e install install-dev clean constraints
+.PHONY: run serve test lint typecheck pytest test-unit test-data test-e2e install install-dev clean constraints
 
 $(VENV)/.install-run.stamp: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +28,13 @@ install-dev: $(VENV)/.install-dev.stamp
 ## Run the whole pipeline on the built-in demo data (extra Hydra overrides: make run ARGS="model=random_forest").
 run: install
 	$(PY) -m flows.train_pipeline $(ARGS)
+
+## Serve the champion on loopback: POST raw listing rows to http://127.0.0.1:$(PORT)/invocations.
+serve: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db}" \
+	$(VENV)/bin/mlflow models serve -m "models:/$(MODEL)@champion" --env-manager local \
+		-h 127.0.0.1 -p $(PORT)
 
 ## Lint, type-check and run every test tier.
 test: install-dev lint typecheck pytest
