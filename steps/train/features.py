@@ -10,6 +10,7 @@ from module-level functions and classes, so the fitted pipeline pickles (MLflow 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,96 @@ def to_float(X: Any) -> np.ndarray:
 def to_log1p_float(X: Any) -> np.ndarray:
     """log1p of the non-negative counts (negatives clipped to 0); NaN stays NaN for the imputer."""
     return np.log1p(np.clip(to_float(X), 0.0, None))
+
+
+# Places whose distance prices a listing: Midtown, the Financial District, Central Park,
+# Williamsburg and JFK (latitude, longitude). Distances in km on a local flat-earth projection,
+# accurate to well under 1 % across the city.
+LANDMARKS: dict[str, tuple[float, float]] = {
+    "midtown": (40.7580, -73.9855),
+    "downtown": (40.7075, -74.0113),
+    "central_park": (40.7829, -73.9654),
+    "williamsburg": (40.7081, -73.9571),
+    "jfk": (40.6413, -73.7781),
+}
+_KM_PER_DEGREE_LAT = 111.0
+_KM_PER_DEGREE_LON = 111.0 * float(np.cos(np.radians(40.73)))
+GEO_FEATURES: tuple[str, ...] = (
+    *(f"km_to_{place}" for place in LANDMARKS),
+    "log_km_to_midtown",
+    "lat_plus_lon",
+    "lat_minus_lon",
+)
+# "2BR", "3 bedroom", "1.5 bd", "2-bed": the bedroom count hosts put in the name.
+_BEDROOMS = re.compile(r"(\d{1,2}(?:\.5)?)\s*-?\s*(?:br\b|bd\b|bdr|bed|b/r)", re.IGNORECASE)
+_MAX_BEDROOMS = 10.0
+NAME_FEATURES: tuple[str, ...] = (
+    "name_length",
+    "name_words",
+    "name_upper_share",
+    "name_bedrooms",
+    "name_bedrooms_missing",
+    "name_studio",
+)
+
+
+def geo_features(X: Any) -> np.ndarray:
+    """[latitude, longitude] (imputed) -> distances to LANDMARKS, log distance, rotated axes.
+
+    Rotated coordinates let a tree split along the island's diagonal; distances give a linear
+    model the "closer to Midtown costs more" shape that raw coordinates cannot express.
+    """
+    coords = np.asarray(X, dtype=np.float64).reshape(-1, 2)
+    lat, lon = coords[:, 0], coords[:, 1]
+    columns = []
+    for place_lat, place_lon in LANDMARKS.values():
+        north = (lat - place_lat) * _KM_PER_DEGREE_LAT
+        east = (lon - place_lon) * _KM_PER_DEGREE_LON
+        columns.append(np.hypot(north, east))
+    columns += [np.log1p(columns[0]), lat + lon, lat - lon]
+    return np.column_stack(columns)
+
+
+def geo_feature_names(transformer: Any, input_features: Any = None) -> np.ndarray:
+    """Names of geo_features' columns (for FunctionTransformer.get_feature_names_out)."""
+    return np.array(GEO_FEATURES, dtype=object)
+
+
+def _bedrooms(name: str) -> float:
+    match = _BEDROOMS.search(name)
+    if match is None:
+        return np.nan
+    count = float(match.group(1))
+    return count if count <= _MAX_BEDROOMS else np.nan
+
+
+def name_features(X: Any) -> np.ndarray:
+    """Listing name -> length, words, share of capitals, bedrooms stated in it, studio flag.
+
+    A name without a bedroom count gets 0 bedrooms and the missing flag 1.
+    """
+    names = to_text(X)
+    length = np.array([len(n) for n in names], dtype=np.float64)
+    words = np.array([len(n.split()) for n in names], dtype=np.float64)
+    upper = np.array([sum(c.isupper() for c in n) for n in names], dtype=np.float64)
+    bedrooms = np.array([_bedrooms(n) for n in names], dtype=np.float64)
+    missing = np.isnan(bedrooms)
+    studio = np.array(["studio" in n.lower() for n in names], dtype=np.float64)
+    return np.column_stack(
+        [
+            length,
+            words,
+            upper / np.maximum(length, 1.0),
+            np.where(missing, 0.0, bedrooms),
+            missing.astype(np.float64),
+            studio,
+        ]
+    )
+
+
+def name_feature_names(transformer: Any, input_features: Any = None) -> np.ndarray:
+    """Names of name_features' columns (for FunctionTransformer.get_feature_names_out)."""
+    return np.array(NAME_FEATURES, dtype=object)
 
 
 def to_text(X: Any) -> np.ndarray:
@@ -217,6 +308,14 @@ def build_preprocessor(
             ),
         ]
     )
+    geo = Pipeline(
+        [
+            ("float", FunctionTransformer(to_float, feature_names_out="one-to-one")),
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+            ("geo", FunctionTransformer(geo_features, feature_names_out=geo_feature_names)),
+        ]
+    )
+    name_stats = FunctionTransformer(name_features, feature_names_out=name_feature_names)
     name_tfidf = Pipeline(
         [
             ("text", FunctionTransformer(to_text, feature_names_out="one-to-one")),
@@ -237,6 +336,8 @@ def build_preprocessor(
             ("median", median_numeric, list(MEDIAN_IMPUTED_COLUMNS)),
             ("log1p", log_numeric, list(LOG1P_COLUMNS)),
             ("last_review", DaysSinceTransformer(reference_date), ["last_review"]),
+            ("geo", geo, ["latitude", "longitude"]),
+            ("name_stats", name_stats, ["name"]),
             ("name", name_tfidf, "name"),
         ],
         remainder="drop",

@@ -8,13 +8,13 @@ ConfigurationError that names the key and what is allowed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import RandomForestRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.pipeline import Pipeline
 
 from steps.common.errors import ConfigurationError
@@ -23,12 +23,13 @@ from steps.train.torch_lasso import DEVICES, TorchLasso
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAMES: tuple[str, ...] = ("torch_lasso", "random_forest")
+MODEL_NAMES: tuple[str, ...] = ("torch_lasso", "random_forest", "hist_gradient_boosting")
 
 # Keys every model config may carry, with their defaults where absent.
 COMMON_DEFAULTS: dict[str, dict[str, Any]] = {
     "torch_lasso": {"log_target": True, "tfidf_max_features": 200},
     "random_forest": {"log_target": False, "tfidf_max_features": 5},
+    "hist_gradient_boosting": {"log_target": True, "tfidf_max_features": 200},
 }
 # Regressor hyperparameters each model accepts (passed through to the estimator).
 HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
@@ -40,6 +41,17 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
         "min_samples_leaf",
         "max_features",
         "n_jobs",
+        "random_state",
+    ),
+    "hist_gradient_boosting": (
+        "learning_rate",
+        "max_iter",
+        "max_leaf_nodes",
+        "max_depth",
+        "min_samples_leaf",
+        "l2_regularization",
+        "max_features",
+        "early_stopping",
         "random_state",
     ),
 }
@@ -96,6 +108,22 @@ def _random_forest(params: dict[str, Any]) -> RandomForestRegressor:
     return model
 
 
+def _hist_gradient_boosting(params: dict[str, Any]) -> HistGradientBoostingRegressor:
+    model = HistGradientBoostingRegressor(**params)
+    try:
+        model._validate_params()
+    except ValueError as exc:  # InvalidParameterError is a ValueError
+        raise ConfigurationError(f"invalid hist_gradient_boosting hyperparameter: {exc}") from exc
+    return model
+
+
+_BUILDERS: dict[str, Callable[[dict[str, Any]], RegressorMixin]] = {
+    "torch_lasso": _torch_lasso,
+    "random_forest": _random_forest,
+    "hist_gradient_boosting": _hist_gradient_boosting,
+}
+
+
 def build_model(model_cfg: Mapping[str, Any]) -> Pipeline:
     """Build preprocessing + regressor for `model_cfg['name']`: raw listing rows in, price out.
 
@@ -113,9 +141,7 @@ def build_model(model_cfg: Mapping[str, Any]) -> Pipeline:
     log_target, tfidf_max_features = _check_common(name, model_cfg)
     params = {k: model_cfg[k] for k in HYPERPARAMETERS[name] if k in model_cfg}
 
-    regressor: RegressorMixin = (
-        _torch_lasso(params) if name == "torch_lasso" else _random_forest(params)
-    )
+    regressor: RegressorMixin = _BUILDERS[name](params)
     if log_target:
         regressor = TransformedTargetRegressor(
             regressor=regressor, func=np.log1p, inverse_func=np.expm1, check_inverse=False

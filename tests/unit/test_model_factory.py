@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import RandomForestRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.pipeline import Pipeline
 
 from steps.common.errors import ConfigurationError
@@ -43,6 +43,25 @@ SMALL_CONFIGS: dict[str, dict[str, Any]] = {
         "log_target": False,
         "tfidf_max_features": 5,
     },
+    "hist_gradient_boosting": {
+        "name": "hist_gradient_boosting",
+        "learning_rate": 0.1,
+        "max_iter": 60,
+        "max_leaf_nodes": 15,
+        "max_depth": None,
+        "min_samples_leaf": 10,
+        "l2_regularization": 0.0,
+        "max_features": 1.0,
+        "early_stopping": False,
+        "random_state": 42,
+        "log_target": True,
+        "tfidf_max_features": 20,
+    },
+}
+EXPECTED_REGRESSOR: dict[str, type] = {
+    "torch_lasso": TorchLasso,
+    "random_forest": RandomForestRegressor,
+    "hist_gradient_boosting": HistGradientBoostingRegressor,
 }
 
 
@@ -109,8 +128,7 @@ def test_shipped_configs_build(name: str) -> None:
     if cfg["log_target"]:
         assert isinstance(regressor, TransformedTargetRegressor)
         regressor = regressor.regressor
-    expected = TorchLasso if name == "torch_lasso" else RandomForestRegressor
-    assert isinstance(regressor, expected)
+    assert isinstance(regressor, EXPECTED_REGRESSOR[name])
 
 
 def test_log_target_wraps_regressor() -> None:
@@ -150,6 +168,11 @@ def test_unknown_key_is_named_with_allowed_keys() -> None:
         ("random_forest", "max_features", "most"),
         ("random_forest", "min_samples_leaf", -3),
         ("random_forest", "tfidf_max_features", 2.5),
+        ("hist_gradient_boosting", "learning_rate", 0.0),
+        ("hist_gradient_boosting", "max_leaf_nodes", 1),
+        ("hist_gradient_boosting", "max_features", 1.5),
+        ("hist_gradient_boosting", "early_stopping", "sometimes"),
+        ("hist_gradient_boosting", "l2_regularization", -1.0),
     ],
 )
 def test_invalid_values_name_the_key(name: str, key: str, value: object) -> None:
@@ -163,3 +186,22 @@ def test_defaults_fill_missing_keys() -> None:
     regressor = model.steps[-1][1]
     assert isinstance(regressor, TransformedTargetRegressor)
     assert isinstance(regressor.regressor, TorchLasso)
+
+
+def test_hist_gradient_boosting_defaults_and_trusted_types() -> None:
+    """Its defaults fill in, and the fitted pipeline holds only types the train step trusts."""
+    import skops.io
+
+    from steps.train.train import trusted_types
+
+    model = build_model({"name": "hist_gradient_boosting", "max_iter": 20})
+    regressor = model.steps[-1][1]
+    assert isinstance(regressor, TransformedTargetRegressor)
+    assert isinstance(regressor.regressor, HistGradientBoostingRegressor)
+    train = _listings(300, seed=3)
+    model.fit(train.drop(columns="price"), train["price"])
+    types = trusted_types(model)  # raises for a type from an untrusted module
+    assert "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor" in types
+    rows = train.drop(columns="price")
+    restored = skops.io.loads(skops.io.dumps(model), trusted=types)
+    np.testing.assert_allclose(restored.predict(rows), model.predict(rows))

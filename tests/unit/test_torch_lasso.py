@@ -119,3 +119,39 @@ def test_rejects_invalid_parameters(params: dict[str, object]) -> None:
 def test_device_resolution() -> None:
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in {"cpu", "cuda"}
+
+
+def test_large_offsets_take_the_shifted_pass_and_still_match_sklearn() -> None:
+    """A column whose mean dwarfs its spread (latitude-like) must not lose digits to centering."""
+    X, y = _problem(seed=2)
+    X[:, 0] = 1e6 + X[:, 0] * 1e-2
+    alpha = 0.05
+    ours = TorchLasso(alpha=alpha, tol=1e-12, max_iter=100_000, device="cpu").fit(X, y)
+    Xs = StandardScaler().fit_transform(X)
+    ref = Lasso(alpha=alpha, tol=1e-12, max_iter=100_000).fit(Xs, y)
+    expected = _sklearn_objective(ref, Xs, y, alpha)
+    assert abs(ours.objective(X, y) - expected) / expected < 1e-6
+    np.testing.assert_array_equal(ours.coef_std_ != 0, ref.coef_ != 0)
+    np.testing.assert_allclose(ours.mean_, X.mean(axis=0), rtol=1e-12)
+
+
+def test_chunked_pass_gives_the_one_pass_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shifted row chunks (the large-offset and accelerator layout) sum to the same Gram."""
+    import steps.train.torch_lasso as module
+
+    X, y = _problem(n=500, seed=3)
+    X[:, 1] += 1e5
+    whole = TorchLasso(alpha=0.05, tol=1e-12, max_iter=100_000).fit(X, y)
+    monkeypatch.setattr(module, "_CHUNK_ELEMENTS", 7 * X.shape[1])  # 7 rows a chunk
+    chunked = TorchLasso(alpha=0.05, tol=1e-12, max_iter=100_000).fit(X, y)
+    np.testing.assert_allclose(chunked.coef_std_, whole.coef_std_, rtol=1e-9, atol=1e-12)
+
+
+def test_small_alpha_through_the_warm_start_path_matches_sklearn() -> None:
+    X, y = _problem(n=400, p=40, seed=4)
+    model = TorchLasso(alpha=1e-4, tol=1e-10, max_iter=100_000).fit(X, y)
+    Xs = StandardScaler().fit_transform(X)
+    ref = Lasso(alpha=1e-4, tol=1e-10, max_iter=100_000).fit(Xs, y)
+    expected = _sklearn_objective(ref, Xs, y, 1e-4)
+    assert abs(model.objective(X, y) - expected) / expected < 1e-6
+    assert model.dual_gap_ <= 1e-10 * np.sum((y - y.mean()) ** 2) / len(y)
