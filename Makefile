@@ -30,6 +30,13 @@ install-dev: $(VENV)/.install-dev.stamp
 run: install
 	$(PY) -m flows.train_pipeline $(ARGS)
 
+## CI: train, gate and (on the main branch only; a dry run elsewhere) promote, against
+## $MLFLOW_TRACKING_URI. Prints a markdown report, writes it to ci-report.md ($CI_REPORT_PATH)
+## and $GITHUB_STEP_SUMMARY; exits 1 when the candidate fails the gate or loses to the champion.
+.PHONY: ci-train
+ci-train: install
+	$(PY) -m flows.ci_gate $(ARGS)
+
 ## Serve the champion on loopback: POST raw listing rows to http://127.0.0.1:$(PORT)/invocations.
 serve: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \

@@ -164,6 +164,8 @@ class PromotionConfig(_Strict):
     use_stages: bool
     ready_timeout_s: Annotated[float, Field(gt=0)]
     lock_timeout_s: Annotated[float, Field(gt=0)]
+    # The same verdict, but nothing registered and no alias moved (CI off the main branch).
+    dry_run: bool = False
 
     @model_validator(mode="after")
     def _distinct_aliases(self) -> PromotionConfig:
@@ -175,6 +177,17 @@ class PromotionConfig(_Strict):
         return {
             metric: bounds.model_dump(exclude_none=True) for metric, bounds in self.gate.items()
         }
+
+
+class CIConfig(_Strict):
+    """The CI gate (flows/ci_gate.py): which branch promotes, how it is found, the report."""
+
+    main_branch: Annotated[str, Field(min_length=1)]
+    # Checked in order; the first one set names the branch. Else `git rev-parse`.
+    branch_env_vars: tuple[str, ...]
+    # The branch, given outright (wins over the variables and git).
+    branch: str | None = None
+    report_path: Annotated[str, Field(min_length=1)]
 
 
 class TaskConfig(_Strict):
@@ -245,6 +258,7 @@ class PipelineConfig(_Strict):
     data_check: DataCheckConfig
     split: SplitConfig
     promotion: PromotionConfig
+    ci: CIConfig
     task: TaskConfig
     wandb: WandbConfig
     model: ModelConfig

@@ -61,6 +61,7 @@ def step_parameters(step: str, cfg: PipelineConfig, start_dir: Path) -> dict[str
             "gate": promotion.gate_bounds(),
             "use_stages": promotion.use_stages,
             "ready_timeout_s": promotion.ready_timeout_s,
+            "dry_run": promotion.dry_run,
         }
     return {}
 

@@ -6,6 +6,10 @@ candidate are scored on the *same* current test split, and the candidate takes `
 if it wins by the configured margin. The alias is moved compare-and-set: it is re-read just
 before the move, and if another promotion moved it meanwhile the comparison is made again.
 Every move is recorded in the registry's history (see history.py).
+
+With `--dry_run true` (CI off the main branch) the same verdict is reached on the same rows,
+but nothing is registered and no alias moves: the candidate is scored from its own model URI,
+the champion from the registry, and the verdict note reads "DRY RUN — would be ...".
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from steps.registry.registry_ops import (
     point_alias,
     register_once,
     review_tags,
+    version_of_run,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gate", required=True, help='JSON, e.g. {"test_r2": {"min": 0.3}}')
     parser.add_argument("--use_stages", choices=("true", "false"), default="false")
     parser.add_argument("--ready_timeout_s", type=float, default=300.0)
+    parser.add_argument(
+        "--dry_run",
+        choices=("true", "false"),
+        default="false",
+        help="reach the verdict without registering anything or moving an alias",
+    )
     return parser
 
 
@@ -87,16 +98,28 @@ def main(args: argparse.Namespace) -> None:
         raise ConfigurationError("promotion.alias and promotion.challenger_alias must differ")
     gate = parse_gate(args.gate)
     use_stages = args.use_stages == "true"
+    dry_run = args.dry_run == "true"
 
     with step_run() as run, scratch_dir() as work:
         flow_run_id = run.data.tags.get("prefect.flow_run_id")
+        mlflow.set_tag("promotion.dry_run", str(dry_run).lower())
         test = read_table(download_input(args.test_data, work))
         candidate = score(args.model, test)
         mlflow.log_metrics({f"candidate_{key}": value for key, value in candidate.items()})
         failures = gate_failures(candidate, gate)
         if failures:
             verdict = Verdict(False, "fails the quality gate: " + "; ".join(failures), 0.0)
-            _report(verdict, None, alias_version(name, alias), f"models:/{name}@{alias}")
+            _report(
+                verdict,
+                None,
+                alias_version(name, alias),
+                f"models:/{name}@{alias}",
+                outcome="failed_gate",
+                dry_run=dry_run,
+            )
+            return
+        if dry_run:
+            _dry_run(args, name, alias, gate, candidate, test)
             return
 
         training_run = mlflow.models.get_model_info(args.model).run_id
@@ -121,11 +144,19 @@ def main(args: argparse.Namespace) -> None:
                     f"version {candidate_version} is already the {alias}",
                     candidate[args.metric],
                 )
-                _report(verdict, candidate_version, champion_version, f"models:/{name}@{alias}")
+                _report(
+                    verdict,
+                    candidate_version,
+                    champion_version,
+                    f"models:/{name}@{alias}",
+                    outcome="already_champion",
+                )
                 return
             champion = (
                 score(f"models:/{name}/{champion_version}", test) if champion_version else None
             )
+            if champion is not None:
+                mlflow.log_metrics({f"champion_{key}": value for key, value in champion.items()})
             verdict = decide(
                 candidate,
                 champion,
@@ -159,11 +190,69 @@ def main(args: argparse.Namespace) -> None:
             elif move.from_version != candidate_version:
                 point_alias(name, challenger, candidate_version, use_stages=False)
                 record_move(name, move)
-            _report(verdict, candidate_version, champion_version, f"models:/{name}@{alias}")
+            _report(
+                verdict,
+                candidate_version,
+                champion_version,
+                f"models:/{name}@{alias}",
+                outcome="promoted" if verdict.promote else "lost",
+            )
             return
         raise PreconditionError(
             f"{name}@{alias} kept moving during {_CAS_ATTEMPTS} comparisons; nothing was changed"
         )
+
+
+def _dry_run(
+    args: argparse.Namespace,
+    name: str,
+    alias: str,
+    gate: dict[str, dict[str, float]],
+    candidate: dict[str, float],
+    test: pd.DataFrame,
+) -> None:
+    """The verdict a real promotion would reach now, with the registry left exactly as it is."""
+    champion_version = alias_version(name, alias)
+    training_run = mlflow.models.get_model_info(args.model).run_id
+    registered = version_of_run(name, training_run) if champion_version else None
+    champion_uri = f"models:/{name}@{alias}"
+    if registered is not None and str(registered.version) == champion_version:
+        verdict = Verdict(
+            False, f"version {champion_version} is already the {alias}", candidate[args.metric]
+        )
+        _report(
+            verdict,
+            champion_version,
+            champion_version,
+            champion_uri,
+            outcome="already_champion",
+            dry_run=True,
+        )
+        return
+    champion = score(champion_uri, test) if champion_version else None
+    if champion is not None:
+        mlflow.log_metrics({f"champion_{key}": value for key, value in champion.items()})
+    verdict = decide(
+        candidate,
+        champion,
+        metric=args.metric,
+        direction=args.direction,
+        min_relative_improvement=args.min_relative_improvement,
+        gate=gate,
+    )
+    _report(
+        verdict,
+        None,
+        champion_version,
+        champion_uri,
+        outcome="promoted" if verdict.promote else "lost",
+        dry_run=True,
+    )
+
+
+# What a promotion concluded, as a tag a CI gate reads: promoted | already_champion | lost |
+# failed_gate (the last two are refusals).
+OUTCOMES = ("promoted", "already_champion", "lost", "failed_gate")
 
 
 def _report(
@@ -171,25 +260,39 @@ def _report(
     candidate_version: str | None,
     champion_version: str | None,
     champion_uri: str,
+    *,
+    outcome: str,
+    dry_run: bool = False,
 ) -> None:
     """The comparison on the promote run, and lines for the pipeline's summary."""
     mlflow.log_metrics(
-        {"promoted": float(verdict.promote)}
+        {"promoted": float(verdict.promote and not dry_run)}
         | ({"champion_score": verdict.champion_score} if verdict.champion_score is not None else {})
     )
     mlflow.set_tags(
         {
-            "promotion.verdict": "promoted" if verdict.promote else "not promoted",
+            "promotion.verdict": "promoted" if verdict.promote and not dry_run else "not promoted",
+            "promotion.outcome": outcome,
             "promotion.reason": verdict.reason,
             "promotion.candidate_version": candidate_version or "",
             "promotion.previous_champion": champion_version or "",
         }
     )
-    outcome = "PROMOTED" if verdict.promote else "NOT PROMOTED"
-    publish_note("verdict", f"{outcome}: {verdict.reason}")
+    result = "PROMOTED" if verdict.promote else "NOT PROMOTED"
+    if dry_run:
+        publish_note("verdict", f"DRY RUN — would be {result}: {verdict.reason}")
+        publish_note(
+            "champion",
+            f"{champion_uri} = version {champion_version} (unchanged: dry run)"
+            if champion_version
+            else "none yet (unchanged: dry run)",
+        )
+        logger.info("dry run, nothing registered: would be %s: %s", result, verdict.reason)
+        return
+    publish_note("verdict", f"{result}: {verdict.reason}")
     current = candidate_version if verdict.promote else champion_version
     publish_note("champion", f"{champion_uri} = version {current}" if current else "none yet")
-    logger.info("%s (candidate version %s): %s", outcome, candidate_version, verdict.reason)
+    logger.info("%s (candidate version %s): %s", result, candidate_version, verdict.reason)
 
 
 if __name__ == "__main__":
