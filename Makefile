@@ -83,6 +83,19 @@ bench-lasso: install
 bench-quality: install
 	$(BENCH) benchmarks.model_quality --check $(BENCH_ARGS)
 
+## Upload the offline W&B runs under ./wandb (WANDB_SYNC_DIR=path for another start directory)
+## when WANDB_API_KEY is set in the environment or in that directory's .env; runs already
+## uploaded are skipped. Without a key it says so and exits 2, uploading nothing.
+.PHONY: wandb-sync
+WANDB_SYNC_DIR ?= .
+wandb-sync: install
+	@cd $(WANDB_SYNC_DIR) && \
+	if [ -f .env ]; then load="$(abspath $(VENV))/bin/dotenv -f .env run --no-override --"; else load=""; fi; \
+	$$load sh -c 'if [ -z "$$WANDB_API_KEY" ]; then \
+	  echo "wandb-sync: WANDB_API_KEY is not set (environment or .env); the offline runs stay in $$PWD/wandb" >&2; exit 2; fi; \
+	  if ! ls -d wandb/offline-run-* >/dev/null 2>&1; then echo "wandb-sync: no offline runs under $$PWD/wandb"; exit 0; fi; \
+	  exec "$(abspath $(VENV))/bin/wandb" sync --yes'
+
 clean:
 	rm -rf mlruns wandb outputs multirun .pytest_cache .mypy_cache .ruff_cache
 

@@ -31,7 +31,9 @@ def configure_process() -> None:
     )
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
-    for noisy in ("urllib3", "alembic", "git", "matplotlib", "PIL"):
+    os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+    # oss2 logs request headers (access key id, STS token) at DEBUG: never below WARNING.
+    for noisy in ("urllib3", "alembic", "git", "matplotlib", "PIL", "oss2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

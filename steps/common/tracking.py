@@ -45,6 +45,9 @@ def download_input(uri: str, into: Path) -> Path:
             f"input artifact {uri!r} cannot be read ({error}); run the step that produces it "
             "first (e.g. main.steps=all)"
         ) from error
+    from steps.common.wandb_mirror import record_download
+
+    record_download(uri, Path(local))
     return Path(local)
 
 

@@ -70,6 +70,7 @@ def main(args: argparse.Namespace) -> None:
         residuals = pd.Series(predicted - truth).describe().to_dict()
         logger.info("test metrics %s; residuals %s", metrics, residuals)
         with WandbMirror("evaluate", vars(args), run.info.run_id) as mirror:
+            mirror.use_input("model", args.model, "model")
             mirror.log_metrics(metrics)
             mirror.log_artifact(plot, "predicted_vs_actual", "plot")
 

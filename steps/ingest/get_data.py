@@ -19,31 +19,36 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="get_data", description=__doc__)
-    parser.add_argument("--source", required=True, help="demo | path | file:// | http(s)://")
+    parser.add_argument(
+        "--source", required=True, help="demo | path | file:// | http(s):// | oss://BUCKET/PREFIX"
+    )
     parser.add_argument("--demo_rows", type=int, default=20000)
     parser.add_argument("--demo_seed", type=int, default=42)
     parser.add_argument("--compression", default="zstd")
-    parser.add_argument("--http_timeout_s", type=float, default=60.0)
+    parser.add_argument(
+        "--http_timeout_s", type=float, default=60.0, help="network timeout of HTTP(S) and OSS"
+    )
     return parser
 
 
 def main(args: argparse.Namespace) -> None:
     with step_run() as run, scratch_dir() as work:
         kind = source_kind(args.source)
-        csv_path = fetch_source(
+        fetched = fetch_source(
             args.source,
             work,
             demo_rows=args.demo_rows,
             demo_seed=args.demo_seed,
             timeout_s=args.http_timeout_s,
         )
-        stats = convert_csv_to_parquet(csv_path, work / "raw.parquet", args.compression)
+        stats = convert_csv_to_parquet(fetched.path, work / "raw.parquet", args.compression)
         mlflow.set_tags(
             {
                 "data.source_kind": kind,
                 "data.source": redact_source(args.source),
                 "data.input_sha256": stats.input_sha256,
             }
+            | fetched.lineage
         )
         mlflow.log_metrics({"rows_out": stats.rows, "input_bytes": stats.input_bytes})
         publish_file("raw_data", work / "raw.parquet")

@@ -1,4 +1,4 @@
-"""Where the listings come from: the built-in demo generator, a local file, or HTTP(S).
+"""Where the listings come from: the built-in demo generator, a local file, HTTP(S) or OSS.
 
 Each source resolves to a local CSV file (plain or gzip) without holding it in memory; the
 conversion to Parquet happens afterwards, the same way for every source.
@@ -7,6 +7,7 @@ conversion to Parquet happens afterwards, the same way for every source.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -15,12 +16,12 @@ from steps.common.errors import ConfigurationError, SourceError, TransientError
 logger = logging.getLogger(__name__)
 
 DEMO = "demo"
-SUPPORTED = "'demo', a local path, a file:// URI, or an http(s):// URL"
+SUPPORTED = "'demo', a local path, a file:// URI, an http(s):// URL or oss://BUCKET/PREFIX"
 _CHUNK = 1 << 20
 
 
 def source_kind(source: str) -> str:
-    """Classify a source string: demo | file | http."""
+    """Classify a source string: demo | file | http | oss."""
     if not source or not source.strip():
         raise ConfigurationError(f"data.source is empty; give {SUPPORTED}")
     if source == DEMO:
@@ -28,6 +29,8 @@ def source_kind(source: str) -> str:
     scheme = urlparse(source).scheme.lower()
     if scheme in ("http", "https"):
         return "http"
+    if scheme == "oss":
+        return "oss"
     if scheme in ("", "file"):
         return "file"
     raise ConfigurationError(
@@ -99,13 +102,21 @@ def _safe(url: str) -> str:
 
 
 def redact_source(source: str) -> str:
-    """The source as it may appear in tracking metadata."""
-    return _safe(source) if source_kind(source) == "http" else source
+    """The source as it may appear in tracking metadata and logs."""
+    return _safe(source) if source_kind(source) in ("http", "oss") else source
+
+
+@dataclass(frozen=True)
+class FetchedSource:
+    """The local CSV a source resolved to, and tags that identify exactly what was read."""
+
+    path: Path
+    lineage: dict[str, str] = field(default_factory=dict)
 
 
 def fetch_source(
     source: str, into: Path, *, demo_rows: int, demo_seed: int, timeout_s: float
-) -> Path:
+) -> FetchedSource:
     """Resolve any supported source to a local CSV file."""
     kind = source_kind(source)
     if kind == "demo":
@@ -113,7 +124,12 @@ def fetch_source(
 
         if demo_rows < 1:
             raise ConfigurationError(f"data.demo_rows must be at least 1, got {demo_rows}")
-        return write_demo_csv(into / "demo_listings.csv", demo_rows, demo_seed)
+        return FetchedSource(write_demo_csv(into / "demo_listings.csv", demo_rows, demo_seed))
     if kind == "file":
-        return local_path(source)
-    return download_http(source, into, timeout_s)
+        return FetchedSource(local_path(source))
+    if kind == "oss":
+        from steps.ingest.oss_source import download_oss
+
+        downloaded = download_oss(source, into, timeout_s)
+        return FetchedSource(downloaded.path, downloaded.lineage())
+    return FetchedSource(download_http(source, into, timeout_s))
