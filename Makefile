@@ -44,6 +44,43 @@ serve: install
 	$(VENV)/bin/mlflow models serve -m "models:/$(MODEL)@champion" --env-manager local \
 		-h 127.0.0.1 -p $(PORT)
 
+## A real local Prefect server and the deployments of conf/deployments.yaml (make serve is the
+## model server above, hence other names). One terminal: make server; another: make deployments.
+## Its database lives under $(PREFECT_HOME_DIR) (PREFECT_HOME), apart from ~/.prefect.
+PREFECT_PORT ?= 4200
+PREFECT_API := http://127.0.0.1:$(PREFECT_PORT)/api
+PREFECT_HOME_DIR ?= $(CURDIR)/.prefect
+POOL ?= local-process
+PREFECT_ENV := PREFECT_HOME="$(PREFECT_HOME_DIR)" PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=true
+.PHONY: server deployments deploy worker browser test-services
+
+server: install
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (API: $(PREFECT_API); Ctrl-C stops it)"
+	$(PREFECT_ENV) PREFECT_UI_API_URL=$(PREFECT_API) \
+		$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+## Serve every deployment (schedules, parameters, concurrency limits) from this process.
+deployments: install
+	$(PREFECT_ENV) PREFECT_API_URL=$(PREFECT_API) $(PY) -m deployments.serve
+
+## The same deployments through prefect.yaml and a process work pool: make deploy, then make worker.
+deploy: install
+	$(PY) -m deployments.render --check
+	$(PREFECT_ENV) PREFECT_API_URL=$(PREFECT_API) $(VENV)/bin/prefect work-pool create $(POOL) --type process --overwrite
+	$(PREFECT_ENV) PREFECT_API_URL=$(PREFECT_API) $(VENV)/bin/prefect --no-prompt deploy --all
+
+worker: install
+	$(PREFECT_ENV) PREFECT_API_URL=$(PREFECT_API) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+		$(VENV)/bin/prefect worker start --pool $(POOL)
+
+## Debian's Chromium for the browser test (as root, when missing); without it that test skips.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then chromium --version; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	    || echo "browser: apt-get install chromium failed; the browser test will skip" >&2; \
+	else echo "browser: chromium is missing and this is not root; the browser test will skip" >&2; fi
+
 ## Lint, type-check and run every test tier.
 test: install-dev lint typecheck pytest
 
@@ -55,7 +92,7 @@ typecheck: install-dev
 	$(VENV)/bin/mypy
 
 pytest: install-dev
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not services"
 
 test-unit: install-dev
 	$(PY) -m pytest -m unit
@@ -65,6 +102,12 @@ test-data: install-dev
 
 test-e2e: install-dev
 	$(PY) -m pytest -m e2e
+
+## A real Prefect server, the deployments served and run, the UI in headless Chromium (minutes;
+## not part of make test). Screenshots land in $(SERVICES_OUTPUT_DIR).
+SERVICES_OUTPUT_DIR ?= $(CURDIR)/test-output/services
+test-services: install-dev browser
+	SERVICES_OUTPUT_DIR="$(SERVICES_OUTPUT_DIR)" $(PY) -m pytest -m services
 
 ## Benchmarks: each prints its table and writes benchmarks/results/<name>.json; a missed target
 ## fails the target (make -k bench runs them all anyway). Extra flags: BENCH_ARGS="--size-mb 200".

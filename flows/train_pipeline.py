@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from flows.artifacts import publish_run_artifacts
 from flows.config import ConfigError, PipelineConfig, load_config
 from flows.pipeline_steps import SPEC_BY_NAME, STEPS
 from flows.runtime import configure_services, prepare_process, promotion_lock
@@ -81,6 +81,10 @@ def _run_name(cfg: PipelineConfig) -> str:
     return f"{cfg.model.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
+def _source_label(cfg: PipelineConfig) -> str:
+    return cfg.data.source.rstrip("/").rsplit("/", 1)[-1] or cfg.data.source
+
+
 def _flow_run_name() -> str:
     """Readable in the Prefect UI: the model, the data source and the date."""
     overrides = flow_run.parameters.get("overrides") or []
@@ -88,8 +92,7 @@ def _flow_run_name() -> str:
         cfg = load_config(overrides)
     except ConfigError:
         return f"train-invalid-config-{datetime.now(UTC):%Y%m%d-%H%M}"
-    source = cfg.data.source.rstrip("/").rsplit("/", 1)[-1] or cfg.data.source
-    return f"train-{cfg.model.name}-{source}-{datetime.now(UTC):%Y%m%d-%H%M}"
+    return f"train-{cfg.model.name}-{_source_label(cfg)}-{datetime.now(UTC):%Y%m%d-%H%M}"
 
 
 @flow(name="train_pipeline", flow_run_name=_flow_run_name)
@@ -130,6 +133,9 @@ def train_pipeline(overrides: list[str] | None = None) -> PipelineSummary:
         retries=cfg.task.retries,
         retry_delay_seconds=cfg.task.retry_delays(),
         retry_jitter_factor=cfg.task.retry_jitter,
+        # Task runs read "train-random_forest-demo" in the UI ({step} is the task's parameter).
+        task_run_name="{step}-"
+        + f"{cfg.model.name}-{_source_label(cfg)}".replace("{", "{{").replace("}", "}}"),
     )
     succeeded = False
     try:
@@ -154,11 +160,7 @@ def train_pipeline(overrides: list[str] | None = None) -> PipelineSummary:
         end_pipeline_run(parent_run_id, succeeded)
 
     summary = build_summary(cfg, results, parent_run_id, tracking_uri)
-    create_markdown_artifact(
-        key="pipeline-summary",
-        markdown=f"```\n{summary.render()}```",
-        description="Rows, timings, test metrics and the registered model of this run",
-    )
+    publish_run_artifacts(summary, experiment_id)
     log.info("pipeline finished: %s", summary.headline())
     return summary
 

@@ -22,5 +22,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier from its folder, so `-m unit` etc. select by tier."""
     for item in items:
         tier = Path(str(item.fspath)).parent.name
-        if tier in {"unit", "data", "e2e"}:
+        if tier in {"unit", "data", "e2e", "services"}:
             item.add_marker(getattr(pytest.mark, tier))

@@ -1,0 +1,123 @@
+"""What a pipeline run publishes to Prefect: a markdown summary and a table of its steps.
+
+Both show on the flow run's Artifacts tab in the Prefect UI, under fixed keys so the UI also
+lists every run's version of them (`pipeline-summary`, `pipeline-steps`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import quote
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from flows.summary import PipelineSummary, StepLine
+
+SUMMARY_KEY = "pipeline-summary"
+STEPS_KEY = "pipeline-steps"
+# Where an MLflow UI for a non-HTTP store (SQLite, files) is expected: `mlflow ui` defaults.
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
+
+
+def mlflow_ui_base(tracking_uri: str) -> str:
+    """The MLflow UI's address: the tracking server itself, else MLFLOW_UI_URL or mlflow ui's."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return os.environ.get("MLFLOW_UI_URL", DEFAULT_MLFLOW_UI).rstrip("/")
+
+
+def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    base = mlflow_ui_base(tracking_uri)
+    return f"{base}/#/experiments/{quote(experiment_id)}/runs/{quote(run_id)}"
+
+
+def step_rows(summary: PipelineSummary) -> list[dict[str, Any]]:
+    """One row per step: how it ran, its durations and row counts (None where not applicable)."""
+    return [
+        {
+            "step": line.step,
+            "status": _status(line),
+            "wall_s": round(line.wall_seconds, 2) if _ran(line) else None,
+            "work_s": round(line.work_seconds, 2)
+            if _ran(line) and line.work_seconds is not None
+            else None,
+            "rows_in": line.rows_in,
+            "rows_out": line.rows_out,
+            "mlflow_run": line.run_id,
+        }
+        for line in summary.steps
+    ]
+
+
+def summary_markdown(summary: PipelineSummary, experiment_id: str) -> str:
+    """Metrics, the champion/challenger verdict, the registered version and MLflow links."""
+    uri = summary.tracking_uri
+    lines = ["# Pipeline run", ""]
+    if summary.test_metrics:
+        lines += ["| metric | value |", "| --- | --- |"]
+        lines += [f"| {k} | {v:.4g} |" for k, v in sorted(summary.test_metrics.items())]
+        lines.append("")
+    verdict = summary.promotion_notes.get("verdict")
+    lines.append(f"**Champion/challenger verdict:** {verdict or 'no promotion in this run'}")
+    if "champion" in summary.promotion_notes:
+        lines.append(f"\n**Champion now:** {summary.promotion_notes['champion']}")
+    if summary.registered_version:
+        lines.append(
+            f"\n**Registered model:** `{summary.registered_model}` version "
+            f"{summary.registered_version} (alias: `models:/{summary.registered_model}@"
+            f"{summary.alias}`)"
+        )
+    else:
+        lines.append("\n**Registered model:** none in this run")
+    lines += [
+        "",
+        "## MLflow runs",
+        "",
+        f"- pipeline (parent): [{summary.parent_run_id}]"
+        f"({run_link(uri, experiment_id, summary.parent_run_id)})",
+    ]
+    lines += [
+        f"- {line.step}: [{line.run_id}]({run_link(uri, experiment_id, line.run_id)})"
+        + ("" if _ran(line) else f" ({_status(line)})")
+        for line in summary.steps
+    ]
+    if not uri.startswith(("http://", "https://")):
+        lines += [
+            "",
+            f"Links open an MLflow UI at {mlflow_ui_base(uri)}: "
+            f"`mlflow ui --backend-store-uri {uri}` (or set MLFLOW_UI_URL).",
+        ]
+    lines += ["", "```", summary.render().strip("\n"), "```", ""]
+    return "\n".join(lines)
+
+
+def publish_run_artifacts(summary: PipelineSummary, experiment_id: str) -> None:
+    """Create the run's markdown summary and its step table (inside a flow run)."""
+    create_markdown_artifact(
+        key=SUMMARY_KEY,
+        markdown=summary_markdown(summary, experiment_id),
+        description="Test metrics, promotion verdict, registered version and MLflow run links",
+    )
+    create_table_artifact(
+        key=STEPS_KEY,
+        table=step_rows(summary),
+        description="Each step's wall and work seconds and row counts",
+    )
+
+
+def _cached(line: StepLine) -> bool:
+    # getattr: `cached` arrives with the step cache (tasks/step_cache.py), committed separately.
+    return bool(getattr(line, "cached", False))
+
+
+def _ran(line: StepLine) -> bool:
+    return not (line.reused or _cached(line))
+
+
+def _status(line: StepLine) -> str:
+    if line.reused:
+        return "reused"
+    if _cached(line):
+        return "cached"
+    return "ran"

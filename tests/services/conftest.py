@@ -1,0 +1,309 @@
+"""A real Prefect server on a free loopback port, and the deployments served against it.
+
+Everything lives in one temporary directory per session (server database, PREFECT_HOME, MLflow
+SQLite store, W&B offline runs); every process started here runs in its own process group and
+is stopped with it at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import Artifact, FlowRun
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.sorting import DeploymentSort
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from deployments.spec import PROJECT_ROOT, load_deployments
+
+PREFECT_CLI = Path(sys.executable).with_name("prefect")
+SERVER_START_TIMEOUT_S = 180.0
+# A small pipeline: data_check needs >= 500 clean rows.
+SMALL_RUN = ["data.demo_rows=2000", "task.retries=0"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Process:
+    """A process started in its own group, with its output in a log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes]
+
+    def log_tail(self, chars: int = 4000) -> str:
+        self.log_file.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self, first: signal.Signals = signal.SIGTERM, grace_s: float = 30.0) -> int | None:
+        """Signal the whole group, wait, then kill what is left; the exit code of the leader."""
+        for sig, wait_s in ((first, grace_s), (signal.SIGKILL, 10.0)):
+            if self.popen.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=wait_s)
+        # Children left behind by the leader (flow run subprocesses) go with the group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.log_file.close()
+        return self.popen.returncode
+
+
+def start_process(
+    name: str, command: list[str], env: Mapping[str, str], cwd: Path, log_dir: Path
+) -> Process:
+    log_path = log_dir / f"{name}.log"
+    log_file = log_path.open("ab")
+    popen = subprocess.Popen(
+        command,
+        env=dict(env),
+        cwd=cwd,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Process(name, popen, log_path, log_file)
+
+
+def base_env(home: Path) -> dict[str, str]:
+    """This environment without any Prefect API or store settings, telemetry off."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PREFECT_", "MLFLOW_", "WANDB_"))
+    }
+    env |= {
+        "PREFECT_HOME": str(home / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+    }
+    return env
+
+
+@dataclass
+class PrefectServer:
+    api_url: str
+    ui_url: str
+    home: Path
+    process: Process
+
+    def client(self) -> SyncPrefectClient:
+        return get_client(sync_client=True)
+
+    def client_env(self) -> dict[str, str]:
+        return base_env(self.home) | {"PREFECT_API_URL": self.api_url}
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_server(home: Path) -> PrefectServer:
+    if not PREFECT_CLI.exists():
+        pytest.skip(f"the prefect command is not installed beside {sys.executable}")
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = base_env(home) | {
+        # The UI's pages call this address (else the default port, 4200).
+        "PREFECT_UI_API_URL": api_url,
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+    }
+    command = [str(PREFECT_CLI), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    process = start_process("prefect-server", command, env, home, home)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while not _healthy(api_url):
+        if process.popen.poll() is not None or time.monotonic() > deadline:
+            tail = process.log_tail()
+            process.stop()
+            pytest.fail(f"prefect server did not become healthy on {api_url}:\n{tail}")
+        time.sleep(0.5)
+    return PrefectServer(api_url, f"http://127.0.0.1:{port}", home, process)
+
+
+@pytest.fixture(scope="session")
+def services_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def prefect_server(services_home: Path) -> Iterator[PrefectServer]:
+    """`prefect server start` on a free loopback port; this process's client talks to it."""
+    server = start_server(services_home / "server")
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield server
+    finally:
+        code = server.process.stop(signal.SIGTERM)
+        assert code is not None, "prefect server did not stop"
+
+
+@dataclass
+class Served:
+    process: Process
+    workdir: Path
+    tracking_uri: str
+
+
+@pytest.fixture(scope="session")
+def served(prefect_server: PrefectServer, services_home: Path) -> Iterator[Served]:
+    """`python -m deployments.serve` against the server, MLflow in a temporary SQLite store."""
+    workdir = services_home / "served"
+    workdir.mkdir()
+    tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    env = prefect_server.client_env() | {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(workdir),
+        # Pick triggered runs up quickly (default: every 10 s).
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+    }
+    # Create the store's schema once: runs started together on a fresh SQLite store would race
+    # to migrate it ("duplicate column name").
+    import mlflow
+
+    mlflow.MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+    command = [sys.executable, "-m", "deployments.serve"]
+    process = start_process("serve", command, env, workdir, prefect_server.home)
+    try:
+        yield Served(process, workdir, tracking_uri)
+    finally:
+        # Ctrl-C, as a person stops it; the schedules must stay active afterwards.
+        code = process.stop(signal.SIGINT)
+        assert code is not None, "deployments.serve did not stop"
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 1.0
+) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def wait_for_final_states(
+    client: SyncPrefectClient, ids: list[UUID], timeout_s: float, logs: Process
+) -> dict[UUID, FlowRun]:
+    """Poll until every flow run is in a final state; the serve log on timeout."""
+    runs: dict[UUID, FlowRun] = {}
+
+    def done() -> bool:
+        for flow_run_id in ids:
+            runs[flow_run_id] = client.read_flow_run(flow_run_id)
+        return all(run.state is not None and run.state.is_final() for run in runs.values())
+
+    try:
+        wait_for(done, timeout_s, f"flow runs {ids} to finish", interval_s=2.0)
+    except AssertionError as error:
+        states = {str(k): (v.state.name if v.state else None) for k, v in runs.items()}
+        raise AssertionError(f"{error}; states {states}\n{logs.log_tail()}") from None
+    return runs
+
+
+@dataclass
+class DeploymentRuns:
+    """One run of each deployment, triggered through the API and finished."""
+
+    runs: dict[str, FlowRun]  # deployment name -> its finished flow run
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def deployment_runs(prefect_server: PrefectServer, served: Served) -> DeploymentRuns:
+    """Trigger every deployment once (with its own overrides, on small data) and wait."""
+    specs = load_deployments()
+    client = prefect_server.client()
+    wait_for(
+        lambda: len(read_served_deployments(client)) == len(specs),
+        120,
+        "deployments.serve to register every deployment",
+    )
+    started = time.monotonic()
+    triggered: dict[str, UUID] = {}
+    for spec in specs:
+        parameters = {"overrides": [*spec.overrides, *SMALL_RUN]}
+        triggered[spec.name] = trigger(spec.name, parameters).id
+    finished = wait_for_final_states(client, list(triggered.values()), 1500, served.process)
+    runs = {name: finished[flow_run_id] for name, flow_run_id in triggered.items()}
+    return DeploymentRuns(runs, time.monotonic() - started)
+
+
+def trigger(deployment: str, parameters: dict[str, Any]) -> FlowRun:
+    """A run of train_pipeline/<deployment> through the API, as the UI's Run button does."""
+    from prefect.deployments import run_deployment
+
+    flow_run = run_deployment(f"train_pipeline/{deployment}", parameters=parameters, timeout=0)
+    assert isinstance(flow_run, FlowRun)
+    return flow_run
+
+
+def read_run_artifacts(client: SyncPrefectClient, flow_run_id: UUID) -> dict[str, Artifact]:
+    """The flow run's artifacts by key.
+
+    Through the HTTP API: with this server version the client's read_artifacts sends
+    `flow_runs: null` (422) or, with empty run filters, matches nothing.
+    """
+    response = client.request(
+        "POST",
+        "/artifacts/filter",
+        json={
+            "artifacts": {"flow_run_id": {"any_": [str(flow_run_id)]}},
+            "sort": "CREATED_DESC",
+            "limit": 50,
+            "offset": 0,
+        },
+    )
+    artifacts = [Artifact.model_validate(item) for item in response.json()]
+    return {str(artifact.key): artifact for artifact in artifacts if artifact.key}
+
+
+def read_served_deployments(client: SyncPrefectClient) -> list[DeploymentResponse]:
+    # limit and sort are explicit: left unset, this server version answers 422.
+    return client.read_deployments(limit=200, sort=DeploymentSort.NAME_ASC)
+
+
+def output_dir(tmp_path: Path) -> Path:
+    """Where a test keeps what a person may want to look at (SERVICES_OUTPUT_DIR, else tmp)."""
+    configured = os.environ.get("SERVICES_OUTPUT_DIR")
+    path = Path(configured) if configured else tmp_path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+__all__ = ["PROJECT_ROOT", "SMALL_RUN"]

@@ -1,0 +1,69 @@
+"""What a pipeline run publishes to Prefect: the markdown summary and the step table."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.artifacts import mlflow_ui_base, run_link, step_rows, summary_markdown
+from flows.summary import PipelineSummary, StepLine
+
+
+def _summary(tracking_uri: str = "sqlite:////tmp/mlruns/mlflow.db") -> PipelineSummary:
+    return PipelineSummary(
+        parent_run_id="parent01",
+        experiment_name="nyc_airbnb_price",
+        tracking_uri=tracking_uri,
+        steps=[
+            StepLine("get_data", "run0001", False, 4.04, 1.51, None, 2000),
+            StepLine("train", "run0002", True, 0.0, None, 1200, 1200),
+        ],
+        test_metrics={"test_mae": 29.9214, "test_r2": 0.7091},
+        registered_model="housing_price",
+        registered_version="3",
+        alias="champion",
+        promotion_notes={"verdict": "PROMOTED: beats version 2", "champion": "version 3"},
+    )
+
+
+def test_step_table_has_durations_and_row_counts_per_step() -> None:
+    assert step_rows(_summary()) == [
+        {
+            "step": "get_data",
+            "status": "ran",
+            "wall_s": 4.04,
+            "work_s": 1.51,
+            "rows_in": None,
+            "rows_out": 2000,
+            "mlflow_run": "run0001",
+        },
+        {
+            "step": "train",
+            "status": "reused",
+            "wall_s": None,
+            "work_s": None,
+            "rows_in": 1200,
+            "rows_out": 1200,
+            "mlflow_run": "run0002",
+        },
+    ]
+
+
+def test_markdown_has_metrics_verdict_version_and_run_links(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MLFLOW_UI_URL", raising=False)
+    text = summary_markdown(_summary(), "7")
+    assert "| test_mae | 29.92 |" in text
+    assert "**Champion/challenger verdict:** PROMOTED: beats version 2" in text
+    assert "`housing_price` version 3" in text
+    assert "[run0001](http://127.0.0.1:5000/#/experiments/7/runs/run0001)" in text
+    assert "[parent01](http://127.0.0.1:5000/#/experiments/7/runs/parent01)" in text
+    assert "mlflow ui --backend-store-uri sqlite:////tmp/mlruns/mlflow.db" in text
+
+
+def test_links_go_to_the_tracking_server_when_it_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_UI_URL", "http://elsewhere:9999/")
+    assert mlflow_ui_base("http://mlflow.internal:5000/") == "http://mlflow.internal:5000"
+    assert mlflow_ui_base("sqlite:///x.db") == "http://elsewhere:9999"
+    assert run_link("https://m.example", "1", "abc") == "https://m.example/#/experiments/1/runs/abc"
+    assert "Links open an MLflow UI" not in summary_markdown(_summary("https://m.example"), "1")
