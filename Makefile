@@ -12,7 +12,7 @@ MODEL ?= housing_price
 PORT ?= 5001
 
 .PHONY: run serve test lint typecheck pytest test-unit test-data test-e2e install install-dev clean constraints
-.PHONY: bench bench-ingest bench-lasso bench-quality
+.PHONY: bench bench-ingest bench-lasso bench-quality bench-overhead
 
 $(VENV)/.install-run.stamp: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -115,7 +115,7 @@ test-services: install-dev browser
 ## numpy, so they are unset for the benchmark command alone, never for tests or CI.
 BENCH_ARGS ?=
 BENCH := env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) -m
-bench: bench-ingest bench-lasso bench-quality
+bench: bench-ingest bench-lasso bench-quality bench-overhead
 
 bench-ingest: install
 	$(BENCH) benchmarks.ingest --check $(BENCH_ARGS)
@@ -125,6 +125,11 @@ bench-lasso: install
 
 bench-quality: install
 	$(BENCH) benchmarks.model_quality --check $(BENCH_ARGS)
+
+## Per-step orchestration overhead, main.backend=local vs warm-fork vs the steps called in one
+## process, and the end-to-end wall time of the pipeline with each step's share.
+bench-overhead: install
+	$(BENCH) benchmarks.orchestration_overhead --check $(BENCH_ARGS)
 
 ## Upload the offline W&B runs under ./wandb (WANDB_SYNC_DIR=path for another start directory)
 ## when WANDB_API_KEY is set in the environment or in that directory's .env; runs already

@@ -36,6 +36,7 @@ class MainConfig(_Strict):
     experiment_name: Annotated[str, Field(min_length=1)]
     registered_model: Annotated[str, Field(pattern=_NAME)]
     env_manager: Literal["local", "conda", "virtualenv", "uv"]
+    backend: Literal["local", "warm-fork"] = "warm-fork"
 
     @field_validator("steps", mode="before")
     @classmethod

@@ -25,6 +25,10 @@ def prepare_process() -> None:
 
 def configure_services(cfg: PipelineConfig, start_dir: Path, group: str) -> str:
     """Tracking and W&B settings for this process and the entry points it starts."""
+    if cfg.main.backend == "warm-fork" and cfg.main.env_manager == "local":
+        from tasks.warm_backend.client import prestart
+
+        prestart()  # it imports while the flow sets up the store; ready by the first step
     uri = use_tracking_uri(cfg.tracking.uri or default_tracking_uri(start_dir))
     os.environ["WANDB_MODE"] = cfg.wandb.mode
     os.environ["WANDB_PROJECT"] = cfg.wandb.project

@@ -152,6 +152,7 @@ def train_pipeline(overrides: list[str] | None = None) -> PipelineSummary:
                 parent_run_id=parent_run_id,
                 flow_run_id=flow_run_id,
                 env_manager=cfg.main.env_manager,
+                backend=cfg.main.backend,
                 timeout_s=cfg.task.timeout_s,
                 lock=promotion_lock(cfg) if step == "promote" else None,
             )

@@ -19,7 +19,7 @@ from typing import Any
 import mlflow
 import psutil
 from mlflow.entities import Param, RunStatus, SourceType
-from mlflow.projects.utils import get_git_commit
+from mlflow.projects.utils import MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG, get_git_commit
 from mlflow.utils.mlflow_tags import (
     MLFLOW_GIT_COMMIT,
     MLFLOW_PROJECT_ENTRY_POINT,
@@ -101,6 +101,7 @@ def run_entry_point(
     env_manager: str = "local",
     timeout_s: float = 1800.0,
     lock: str | None = None,
+    backend: str = "local",
 ) -> StepResult:
     """Run entry point `step` of the project's MLproject and return what it produced.
 
@@ -116,6 +117,7 @@ def run_entry_point(
             flow_run_id,
             env_manager,
             timeout_s,
+            backend,
         )
 
 
@@ -128,6 +130,7 @@ def _run(
     flow_run_id: str | None,
     env_manager: str,
     timeout_s: float,
+    backend: str = "local",
 ) -> StepResult:
     logger = get_run_logger()
     interpreter_on_path()
@@ -149,6 +152,9 @@ def _run(
         run_id=run_id,
         env_manager=env_manager,
         synchronous=False,
+        # "local" or "warm-fork" (tasks/warm_backend); mlflow passes run_id on only to "local".
+        backend=backend,
+        backend_config={MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG: run_id},
     )
     process = submitted.command_proc
     try:

@@ -110,7 +110,7 @@ def test_bad_override_exits_2_before_any_work(
     assert main(["model.alpha=abc"]) == 2
     assert "model.alpha" in capsys.readouterr().err
     assert main(["main.nonsense=1"]) == 2
-    assert "allowed: env_manager, experiment_name" in capsys.readouterr().err
+    assert "allowed: backend, env_manager, experiment_name" in capsys.readouterr().err
     assert not (workspace.root / "mlruns").exists()
 
 
