@@ -12,7 +12,7 @@ MODEL ?= housing_price
 PORT ?= 5001
 
 .PHONY: run serve test lint typecheck pytest test-unit test-data test-e2e install install-dev clean constraints
-.PHONY: bench bench-ingest bench-lasso bench-quality bench-overhead
+.PHONY: bench bench-ingest bench-lasso bench-quality bench-overhead bench-faults
 
 $(VENV)/.install-run.stamp: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -115,7 +115,11 @@ test-services: install-dev browser
 ## numpy, so they are unset for the benchmark command alone, never for tests or CI.
 BENCH_ARGS ?=
 BENCH := env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) -m
-bench: bench-ingest bench-lasso bench-quality bench-overhead
+bench: bench-ingest bench-lasso bench-quality bench-overhead bench-faults
+
+## Faults injected into the real pipeline: counts injected, survived, data lost (must be 0).
+bench-faults: install-dev
+	$(PY) -m benchmarks.fault_injection --check $(BENCH_ARGS)
 
 bench-ingest: install
 	$(BENCH) benchmarks.ingest --check $(BENCH_ARGS)

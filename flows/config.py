@@ -31,8 +31,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _step_list(value: Any) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [str(item).strip() for item in items if str(item).strip()]
+    unknown = [name for name in names if name not in STEP_NAMES]
+    if unknown:
+        raise ValueError(
+            f"unknown step(s) {unknown}; allowed: a comma-separated subset of "
+            f"{', '.join(STEP_NAMES)}"
+        )
+    return names
+
+
 class MainConfig(_Strict):
     steps: tuple[str, ...]
+    force: tuple[str, ...] = ()
     experiment_name: Annotated[str, Field(min_length=1)]
     registered_model: Annotated[str, Field(pattern=_NAME)]
     env_manager: Literal["local", "conda", "virtualenv", "uv"]
@@ -41,15 +54,12 @@ class MainConfig(_Strict):
     @field_validator("steps", mode="before")
     @classmethod
     def _parse_steps(cls, value: Any) -> tuple[str, ...]:
-        items = value.split(",") if isinstance(value, str) else list(value)
-        names = [str(item).strip() for item in items if str(item).strip()]
-        if names == ["all"]:
+        if value in ("all", ["all"]):
             return STEP_NAMES
-        unknown = [name for name in names if name not in STEP_NAMES]
-        if unknown or not names:
+        names = _step_list(value)
+        if not names:
             raise ValueError(
-                f"unknown step(s) {unknown or names}; allowed: 'all' or a comma-separated "
-                f"subset of {', '.join(STEP_NAMES)}"
+                f"no steps given; allowed: 'all' or a subset of {', '.join(STEP_NAMES)}"
             )
         if len(set(names)) != len(names):
             raise ValueError(f"steps {names} name a step twice")
@@ -57,6 +67,15 @@ class MainConfig(_Strict):
         if ordered != names:
             raise ValueError(f"steps must be in pipeline order: {','.join(ordered)}")
         return tuple(names)
+
+    @field_validator("force", mode="before")
+    @classmethod
+    def _parse_force(cls, value: Any) -> tuple[str, ...]:
+        if value is None or value is False or value == "false":
+            return ()
+        if value is True or value in ("true", "all"):
+            return STEP_NAMES
+        return tuple(_step_list(value))
 
 
 class TrackingConfig(_Strict):
@@ -106,6 +125,11 @@ class CleaningConfig(_Strict):
     max_longitude: Annotated[float, Field(ge=-180, le=180)]
     min_latitude: Annotated[float, Field(ge=-90, le=90)]
     max_latitude: Annotated[float, Field(ge=-90, le=90)]
+    max_drop_fraction: Annotated[float, Field(ge=0, le=1)]
+
+    def bounds(self) -> dict[str, float]:
+        """The price and position bounds, which data_check verifies again."""
+        return self.model_dump(exclude={"max_drop_fraction"})
 
     @model_validator(mode="after")
     def _ordered(self) -> CleaningConfig:
@@ -265,7 +289,7 @@ class PipelineConfig(_Strict):
     model: ModelConfig
 
 
-_UNQUOTED_LIST = re.compile(r"^(?P<key>[\w.]*steps)=(?P<value>[^'\"\[].*,.*)$")
+_UNQUOTED_LIST = re.compile(r"^(?P<key>[\w.]*(steps|force))=(?P<value>[^'\"\[].*,.*)$")
 
 
 def _prepare(overrides: Sequence[str]) -> list[str]:

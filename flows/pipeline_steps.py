@@ -16,6 +16,9 @@ class StepSpec:
     outputs: tuple[str, ...] = ()
     # Entry-point parameter -> (upstream step, upstream output) it is fed from.
     inputs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Whether a finished run with the same inputs may stand for the step (tasks/step_cache.py).
+    # Promotion acts on the registry's current state, so it always runs.
+    cacheable: bool = True
 
 
 STEPS: tuple[StepSpec, ...] = (
@@ -43,6 +46,7 @@ STEPS: tuple[StepSpec, ...] = (
     StepSpec(
         "promote",
         inputs={"model": ("train", "model"), "test_data": ("data_split", "test_data")},
+        cacheable=False,
     ),
 )
 

@@ -17,8 +17,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.config import ConfigError, load_config
-from flows.runtime import configure_services, prepare_process, promotion_lock
+from flows.config import load_config
+from flows.runtime import configure_services, promotion_lock, start_command
 from tasks.registry_history import read_alias_history
 from tasks.run_entry_point import run_entry_point
 from tasks.step_failure import StepFailed
@@ -81,11 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rollback = commands.add_parser("rollback", help="move the champion back")
     rollback.add_argument("--to-version", type=int, default=0, help="a version number")
     args, overrides = parser.parse_known_args(argv)
-    prepare_process()
-    try:
-        load_config(overrides)
-    except ConfigError as error:
-        sys.stderr.write(f"error: {error}\n")
+    if not start_command(overrides):
         return 2
     if args.command == "history":
         sys.stdout.write(render_history(promotion_history(overrides=overrides)))

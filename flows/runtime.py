@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from flows.config import PipelineConfig
+from flows.config import ConfigError, PipelineConfig, load_config
 from tasks.tracking_store import default_tracking_uri, use_tracking_uri
 
 
@@ -21,6 +23,18 @@ def prepare_process() -> None:
         "WANDB_SILENT": "true",
     }.items():
         os.environ.setdefault(key, value)
+
+
+def start_command(overrides: Sequence[str]) -> bool:
+    """The common start of every command: process defaults, then the configuration checked
+    before any work. False (with the reason on stderr) when the configuration is refused."""
+    prepare_process()
+    try:
+        load_config(overrides)
+    except ConfigError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return False
+    return True
 
 
 def configure_services(cfg: PipelineConfig, start_dir: Path, group: str) -> str:

@@ -25,6 +25,7 @@ class StepLine:
     work_seconds: float | None
     rows_in: int | None
     rows_out: int | None
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class PipelineSummary:
         return [
             line.wall_seconds - line.work_seconds
             for line in self.steps
-            if not line.reused and line.work_seconds is not None
+            if not (line.reused or line.cached) and line.work_seconds is not None
         ]
 
     def headline(self) -> str:
@@ -64,12 +65,7 @@ class PipelineSummary:
         for line in self.steps:
             lines.append(
                 f"{line.step:<16}{line.run_id[:8]:<10}{_num(line.rows_in):>10}"
-                f"{_num(line.rows_out):>10}"
-                + (
-                    f"{'reused':>18}"
-                    if line.reused
-                    else f"{line.wall_seconds:>9.1f}{_sec(line.work_seconds):>9}"
-                )
+                f"{_num(line.rows_out):>10}" + _timing(line)
             )
         if self.overhead_seconds:
             mean = sum(self.overhead_seconds) / len(self.overhead_seconds)
@@ -92,6 +88,15 @@ class PipelineSummary:
         return "\n".join(lines) + "\n"
 
 
+def _timing(line: StepLine) -> str:
+    """Wall and work seconds of a step that ran; for one that did not, why not."""
+    if line.reused:
+        return "   reused (not in steps)"
+    if line.cached:
+        return "   cached (unchanged)"
+    return f"{line.wall_seconds:>9.1f}{_sec(line.work_seconds):>9}"
+
+
 def _num(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
@@ -111,6 +116,7 @@ def step_line(result: StepResult) -> StepLine:
         step=result.step,
         run_id=result.run_id,
         reused=result.reused,
+        cached=result.cached,
         wall_seconds=result.wall_seconds,
         work_seconds=metrics.get("work_seconds"),
         rows_in=rows(inputs) if inputs else None,

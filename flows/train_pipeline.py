@@ -21,10 +21,12 @@ from prefect.runtime import flow_run
 from flows.artifacts import publish_run_artifacts
 from flows.config import ConfigError, PipelineConfig, load_config
 from flows.pipeline_steps import SPEC_BY_NAME, STEPS
-from flows.runtime import configure_services, prepare_process, promotion_lock
+from flows.runtime import configure_services, promotion_lock, start_command
 from flows.summary import PipelineSummary, step_line
+from tasks.parameters import normalize, redact
 from tasks.pipeline_run import end_pipeline_run, reuse_step_outputs, start_pipeline_run
-from tasks.run_entry_point import run_entry_point
+from tasks.run_entry_point import PROJECT_ROOT, run_entry_point
+from tasks.step_cache import cache_key, code_version, fingerprint_source
 from tasks.step_failure import StepFailed
 from tasks.step_result import StepResult
 from tasks.tracking_store import ensure_experiment
@@ -38,13 +40,12 @@ class PipelineError(RuntimeError):
 
 def step_parameters(step: str, cfg: PipelineConfig, start_dir: Path) -> dict[str, Any]:
     """The configuration values an entry point takes, by the names its MLproject declares."""
-    bounds = cfg.cleaning.model_dump()
     if step == "get_data":
         return cfg.data.model_dump() | {"source": cfg.data.resolved_source(start_dir)}
     if step == "basic_cleaning":
-        return bounds
+        return cfg.cleaning.model_dump()
     if step == "data_check":
-        return cfg.data_check.model_dump() | bounds
+        return cfg.data_check.model_dump() | cfg.cleaning.bounds()
     if step == "data_split":
         return cfg.split.model_dump()
     if step == "train":
@@ -82,7 +83,8 @@ def _run_name(cfg: PipelineConfig) -> str:
 
 
 def _source_label(cfg: PipelineConfig) -> str:
-    return cfg.data.source.rstrip("/").rsplit("/", 1)[-1] or cfg.data.source
+    """The source's last path segment; never a query string or credentials."""
+    return redact(cfg.data.source).rstrip("/").rsplit("/", 1)[-1] or "source"
 
 
 def _flow_run_name() -> str:
@@ -126,7 +128,7 @@ def train_pipeline(overrides: list[str] | None = None) -> PipelineSummary:
             "overrides": " ".join(overrides or []) or "(none)",
             "steps": ",".join(cfg.main.steps),
             "model": cfg.model.name,
-            "source": cfg.data.resolved_source(start_dir),
+            "source": redact(cfg.data.resolved_source(start_dir)),
         },
     )
     runner = run_entry_point.with_options(
@@ -137,13 +139,24 @@ def train_pipeline(overrides: list[str] | None = None) -> PipelineSummary:
         task_run_name="{step}-"
         + f"{cfg.model.name}-{_source_label(cfg)}".replace("{", "{{").replace("}", "}}"),
     )
+    code = code_version(PROJECT_ROOT)
     succeeded = False
     try:
         for step in cfg.main.steps:
             spec = SPEC_BY_NAME[step]
             parameters = step_parameters(step, cfg, start_dir)
+            inputs = {}
             for parameter, (upstream, output) in spec.inputs.items():
                 parameters[parameter] = results[upstream].outputs[output]
+                inputs[parameter] = results[upstream].digests.get(output, parameters[parameter])
+            key = None
+            if spec.cacheable and step not in cfg.main.force:
+                if step == "get_data":
+                    inputs["source"] = fingerprint_source(parameters["source"]) or ""
+                if all(inputs.values()):
+                    # Inputs enter the key by content, not by the URI of the run that made them.
+                    settings = {k: v for k, v in parameters.items() if k not in spec.inputs}
+                    key = cache_key(step, normalize(settings), inputs, code)
             results[step] = runner(
                 step,
                 parameters,
@@ -155,6 +168,7 @@ def train_pipeline(overrides: list[str] | None = None) -> PipelineSummary:
                 backend=cfg.main.backend,
                 timeout_s=cfg.task.timeout_s,
                 lock=promotion_lock(cfg) if step == "promote" else None,
+                cache_key=key,
             )
         succeeded = True
     finally:
@@ -196,11 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(arg in ("-h", "--help") for arg in overrides):
         sys.stdout.write(__doc__ or "")
         return 0
-    prepare_process()
-    try:
-        load_config(overrides)
-    except ConfigError as error:
-        sys.stderr.write(f"error: {error}\n")
+    if not start_command(overrides):
         return 2
     try:
         summary = train_pipeline(overrides=overrides)

@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 def normalize_value(value: Any) -> str:
@@ -29,15 +30,37 @@ def normalize_value(value: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """Nested values follow the top-level rules: whole floats become ints."""
+    """Nested values keep their JSON types: the entry point reads them back as typed values
+    (scikit-learn tells `max_features=1.0`, a share, from `1`, a count). The configuration is
+    validated into fixed types first, so equal settings still serialize alike."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
     return value
 
 
 def normalize(parameters: Mapping[str, Any]) -> dict[str, str]:
     return {str(key): normalize_value(value) for key, value in sorted(parameters.items())}
+
+
+def redact(value: str) -> str:
+    """A parameter value fit to be stored: URLs lose credentials and query strings.
+
+    Signed URLs carry their key in the query string and `https://user:pass@host/` carries it in
+    plain sight; the entry point receives the real value, the tracking store never does.
+    """
+    if "://" not in value:
+        return value
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not (parsed.query or "@" in parsed.netloc):
+        return value
+    host = parsed.hostname or ""
+    if parsed.port:
+        host = f"{host}:{parsed.port}"
+    return urlunsplit((parsed.scheme, host, parsed.path, "", ""))
+
+
+def for_the_record(parameters: Mapping[str, str]) -> dict[str, str]:
+    """Normalized parameters as they may be logged (see `redact`)."""
+    return {key: redact(value) for key, value in parameters.items()}

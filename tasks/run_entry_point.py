@@ -8,6 +8,7 @@ is terminated), and returns a `StepResult` read back from the finished run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -30,10 +31,11 @@ from prefect import get_run_logger, task
 from prefect.context import TaskRunContext
 
 from tasks.locks import mutex
-from tasks.parameters import normalize
-from tasks.step_failure import StepFailed, is_transient, retry_if_transient
+from tasks.parameters import for_the_record, normalize
+from tasks.step_cache import CACHE_TAG, find_cached_run
+from tasks.step_failure import StepFailed, is_transient, retry_if_transient, store_unavailable
 from tasks.step_result import StepResult
-from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG, notes_of, outputs_of
+from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG, outputs_of, result_of
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _KILL_GRACE_S = 5.0
@@ -101,24 +103,45 @@ def run_entry_point(
     env_manager: str = "local",
     timeout_s: float = 1800.0,
     lock: str | None = None,
+    cache_key: str | None = None,
     backend: str = "local",
 ) -> StepResult:
     """Run entry point `step` of the project's MLproject and return what it produced.
 
+    With `cache_key`, a finished run with the same key stands for the step (see step_cache.py).
     With `lock`, the step runs while holding that cluster-wide mutex (e.g. promotion).
     """
-    with mutex(lock, timeout_s) if lock else contextlib.nullcontext():
-        return _run(
-            step,
-            parameters,
-            expected_outputs,
-            experiment_id,
-            parent_run_id,
-            flow_run_id,
-            env_manager,
-            timeout_s,
-            backend,
-        )
+    if cache_key:
+        cached = find_cached_run(experiment_id, cache_key)
+        if cached is not None:
+            get_run_logger().info(
+                "%s: cache hit, reusing finished run %s (same parameters, inputs and code)",
+                step,
+                cached.info.run_id,
+            )
+            return result_of(cached, step, cached=True)
+    try:
+        with mutex(lock, timeout_s) if lock else contextlib.nullcontext():
+            return _run(
+                step,
+                parameters,
+                expected_outputs,
+                experiment_id,
+                parent_run_id,
+                flow_run_id,
+                env_manager,
+                timeout_s,
+                cache_key,
+                backend,
+            )
+    except StepFailed:
+        raise
+    except Exception as error:
+        if store_unavailable(error):
+            raise StepFailed(
+                step, "", None, True, f"the tracking store is unavailable ({type(error).__name__})"
+            ) from error
+        raise
 
 
 def _run(
@@ -130,18 +153,21 @@ def _run(
     flow_run_id: str | None,
     env_manager: str,
     timeout_s: float,
+    cache_key: str | None,
     backend: str = "local",
 ) -> StepResult:
     logger = get_run_logger()
     interpreter_on_path()
     client = mlflow.MlflowClient()
-    child = client.create_run(
-        experiment_id, run_name=step, tags=_step_tags(step, parent_run_id, flow_run_id)
-    )
+    tags = _step_tags(step, parent_run_id, flow_run_id)
+    if cache_key:
+        tags[CACHE_TAG] = cache_key
+    child = client.create_run(experiment_id, run_name=step, tags=tags)
     run_id = child.info.run_id
     normalized = normalize(parameters)
     # mlflow.projects logs parameters only for runs it creates itself.
-    client.log_batch(run_id, params=[Param(key, value) for key, value in normalized.items()])
+    recorded = for_the_record(normalized)
+    client.log_batch(run_id, params=[Param(key, value) for key, value in recorded.items()])
     started = time.monotonic()
     logger.info("%s: MLflow run %s", step, run_id)
     submitted = mlflow.projects.run(
@@ -175,20 +201,12 @@ def _run(
         if not RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
             client.set_terminated(run_id, "FINISHED")
         finished = client.get_run(run_id)
-        outputs = outputs_of(finished)
-        missing = sorted(set(expected_outputs) - set(outputs))
+        missing = sorted(set(expected_outputs) - set(outputs_of(finished)))
         if missing:
             client.set_terminated(run_id, "FAILED")
             raise StepFailed(step, run_id, exit_code, False, f"did not publish outputs {missing}")
         logger.info("%s finished in %.1f s", step, wall)
-        return StepResult(
-            step=step,
-            run_id=run_id,
-            outputs=outputs,
-            metrics=dict(finished.data.metrics),
-            notes=notes_of(finished),
-            wall_seconds=wall,
-        )
+        return dataclasses.replace(result_of(finished, step), wall_seconds=wall)
 
     client.set_terminated(run_id, "FAILED")
     if timed_out:
@@ -197,5 +215,12 @@ def _run(
         client.set_tag(run_id, "step.error_message", message)
         raise StepFailed(step, run_id, exit_code, True, message)
     kind = run.data.tags.get("step.error_kind")
-    message = run.data.tags.get("step.error_message") or "the entry point exited with an error"
+    message = run.data.tags.get("step.error_message") or (
+        "the step's process died without reporting an error (killed by a signal or the OOM killer?)"
+    )
+    if kind is None:
+        client.set_tag(
+            run_id, "step.error_kind", "transient" if is_transient(exit_code, None) else "permanent"
+        )
+        client.set_tag(run_id, "step.error_message", message)
     raise StepFailed(step, run_id, exit_code, is_transient(exit_code, kind), message)

@@ -13,6 +13,7 @@ logger = logging.getLogger(__name__)
 
 # Exit codes the entry points use (steps/common/errors.py), by meaning.
 TRANSIENT_EXIT_CODES = frozenset({75})
+PERMANENT_EXIT_CODES = frozenset({2, 3, 4, 5})
 # A process killed by a signal (a killed worker, the OOM killer) may well succeed when re-run.
 SIGNAL_EXIT_CODES = frozenset({-9, -15, 137, 143})
 
@@ -39,9 +40,31 @@ class StepFailed(Exception):
 
 
 def is_transient(exit_code: int | None, error_kind: str | None) -> bool:
+    """Transient unless the step said otherwise or its exit code means a permanent error.
+
+    Every entry point reports its own failures (the `step.error_kind` tag, written by
+    steps/common/entrypoint.py for errors and bugs alike). A step that exited without reporting
+    was killed (a signal, the OOM killer, a lost worker; MLflow's `mlflow run` wrapper turns
+    that into exit code 1), and running it again may well succeed.
+    """
     if error_kind in ("transient", "permanent"):
         return error_kind == "transient"
-    return exit_code in TRANSIENT_EXIT_CODES or exit_code in SIGNAL_EXIT_CODES
+    if exit_code in TRANSIENT_EXIT_CODES or exit_code in SIGNAL_EXIT_CODES:
+        return True
+    return exit_code not in PERMANENT_EXIT_CODES
+
+
+def store_unavailable(error: BaseException) -> bool:
+    """A locked or unreachable tracking database anywhere in the causes (the orchestrator's own
+    calls; entry points classify theirs the same way in steps/common/entrypoint.py)."""
+    from sqlalchemy.exc import OperationalError
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OperationalError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:

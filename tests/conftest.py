@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Tests talk to loopback only: nothing phones home, whatever a test starts.
+for _name, _value in {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "WANDB_DISABLE_STATS": "true",
+}.items():
+    os.environ.setdefault(_name, _value)
 REAL_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "nyc_airbnb_sample1.csv"
 
 

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from steps.common.errors import PERMANENT, StepError
+from steps.common.errors import EXIT_TRANSIENT, PERMANENT, TRANSIENT, StepError
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,29 @@ def run_entry_point(
         logger.error("%s failed (%s): %s", parser.prog, error.kind, message)
         _record_failure(run_id, error.kind, message)
         sys.exit(error.exit_code)
-    except Exception as error:  # a bug: report it once, with its traceback, as permanent
+    except Exception as error:
+        if is_unavailable_store(error):
+            message = f"the tracking store is unavailable ({type(error).__name__}); retry later"
+            logger.error("%s failed (transient): %s", parser.prog, message)
+            _record_failure(run_id, TRANSIENT, message)
+            sys.exit(EXIT_TRANSIENT)
+        # A bug: report it once, with its traceback, as permanent.
         logger.exception("%s crashed", parser.prog)
         _record_failure(run_id, PERMANENT, f"{type(error).__name__}: {error}")
         sys.exit(1)
+
+
+def is_unavailable_store(error: BaseException) -> bool:
+    """A locked or unreachable tracking database, anywhere in the chain of causes.
+
+    MLflow wraps the driver's errors; SQLAlchemy's OperationalError is what a locked SQLite
+    file, a dropped PostgreSQL connection or a full connection pool raise underneath.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OperationalError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

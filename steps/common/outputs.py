@@ -7,12 +7,14 @@ so an output is published exactly when the run that produced it succeeds.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import mlflow
 
 OUTPUT_TAG_PREFIX = "output."
 NOTE_TAG_PREFIX = "note."
+DIGEST_TAG_PREFIX = "digest."
 
 
 def publish_output(name: str, uri: str) -> str:
@@ -27,7 +29,17 @@ def publish_file(name: str, local_path: Path) -> str:
     if run is None:
         raise RuntimeError("publish_file needs an active MLflow run")
     mlflow.log_artifact(str(local_path))
+    # The content digest lets a downstream step's cache key ignore a re-run that changed nothing.
+    mlflow.set_tag(f"{DIGEST_TAG_PREFIX}{name}", f"sha256:{_sha256(local_path)}")
     return publish_output(name, f"runs:/{run.info.run_id}/{local_path.name}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def publish_note(name: str, text: str) -> None:

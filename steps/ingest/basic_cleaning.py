@@ -8,12 +8,14 @@ import logging
 
 import mlflow
 
+from steps.common.bounds import add_bound_arguments, bounds_of
 from steps.common.entrypoint import run_entry_point
+from steps.common.errors import DataValidationError
 from steps.common.outputs import publish_file
 from steps.common.tables import read_table, write_table
 from steps.common.tracking import download_input, scratch_dir, step_run
 from steps.common.wandb_mirror import WandbMirror
-from steps.ingest.cleaning import clean_listings
+from steps.ingest.cleaning import CleaningStats, clean_listings
 
 logger = logging.getLogger(__name__)
 
@@ -21,29 +23,36 @@ logger = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="basic_cleaning", description=__doc__)
     parser.add_argument("--input_artifact", required=True, help="URI of the raw_data output")
-    parser.add_argument("--min_price", type=float, required=True)
-    parser.add_argument("--max_price", type=float, required=True)
-    parser.add_argument("--min_longitude", type=float, required=True)
-    parser.add_argument("--max_longitude", type=float, required=True)
-    parser.add_argument("--min_latitude", type=float, required=True)
-    parser.add_argument("--max_latitude", type=float, required=True)
+    add_bound_arguments(parser)
+    parser.add_argument(
+        "--max_drop_fraction",
+        type=float,
+        default=0.5,
+        help="stop when the rules drop more than this share of the rows",
+    )
     return parser
+
+
+def check_drop_fraction(stats: CleaningStats, max_drop_fraction: float) -> None:
+    """A source the rules mostly reject is the wrong data, not data to train on: stop here."""
+    dropped = stats.rows_in - stats.rows_out
+    if stats.rows_in and dropped / stats.rows_in <= max_drop_fraction and stats.rows_out:
+        return
+    raise DataValidationError(
+        f"cleaning dropped {dropped} of {stats.rows_in} rows (more than "
+        f"cleaning.max_drop_fraction={max_drop_fraction:g}): {stats.dropped_price} with a price "
+        f"outside the bounds or missing, {stats.dropped_outside_box} outside the NYC bounding "
+        f"box, {stats.dropped_duplicate_id} with a duplicated id; check the source data"
+    )
 
 
 def main(args: argparse.Namespace) -> None:
     with step_run() as run, scratch_dir() as work:
         raw = read_table(download_input(args.input_artifact, work))
-        clean, stats = clean_listings(
-            raw,
-            min_price=args.min_price,
-            max_price=args.max_price,
-            min_longitude=args.min_longitude,
-            max_longitude=args.max_longitude,
-            min_latitude=args.min_latitude,
-            max_latitude=args.max_latitude,
-        )
+        clean, stats = clean_listings(raw, **bounds_of(args))
         metrics = {k: float(v) for k, v in dataclasses.asdict(stats).items()}
         mlflow.log_metrics(metrics)
+        check_drop_fraction(stats, args.max_drop_fraction)
         output = write_table(clean, work / "clean.parquet")
         publish_file("clean_data", output)
         logger.info("cleaning kept %d of %d rows", stats.rows_out, stats.rows_in)

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import time
+import warnings
 
 import mlflow
 from mlflow.models import infer_signature
@@ -104,7 +105,11 @@ def main(args: argparse.Namespace) -> None:
         mlflow.log_metrics(metrics)
 
         # Inferred from the whole validation split, so columns that can be empty are optional.
-        signature = infer_signature(val_rows, val_predictions)
+        # Counts are integers on purpose (raw files and JSON requests carry them so): MLflow's
+        # hint about integer columns does not apply.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            signature = infer_signature(val_rows, val_predictions)
         example = val_rows.head(5)
         if config["name"] == "torch_lasso":
             info = mlflow.pyfunc.log_model(

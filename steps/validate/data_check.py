@@ -8,6 +8,7 @@ import logging
 
 import mlflow
 
+from steps.common.bounds import add_bound_arguments, bounds_of
 from steps.common.entrypoint import run_entry_point
 from steps.common.errors import ConfigurationError
 from steps.common.tables import read_table
@@ -23,12 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input_artifact", required=True, help="URI of the clean_data output")
     parser.add_argument("--min_rows", type=int, required=True)
     parser.add_argument("--max_rows", type=int, required=True)
-    parser.add_argument("--min_price", type=float, required=True)
-    parser.add_argument("--max_price", type=float, required=True)
-    parser.add_argument("--min_longitude", type=float, required=True)
-    parser.add_argument("--max_longitude", type=float, required=True)
-    parser.add_argument("--min_latitude", type=float, required=True)
-    parser.add_argument("--max_latitude", type=float, required=True)
+    add_bound_arguments(parser)
     parser.add_argument("--kl_threshold", type=float, required=True)
     parser.add_argument(
         "--reference_distribution",
@@ -55,14 +51,7 @@ def main(args: argparse.Namespace) -> None:
     with step_run() as run, scratch_dir() as work:
         frame = read_table(download_input(args.input_artifact, work))
         schema = build_listing_schema(
-            min_rows=args.min_rows,
-            max_rows=args.max_rows,
-            min_price=args.min_price,
-            max_price=args.max_price,
-            min_longitude=args.min_longitude,
-            max_longitude=args.max_longitude,
-            min_latitude=args.min_latitude,
-            max_latitude=args.max_latitude,
+            min_rows=args.min_rows, max_rows=args.max_rows, **bounds_of(args)
         )
         with WandbMirror("data_check", vars(args), run.info.run_id) as mirror:
             report = validate_listings(frame, schema, reference, args.kl_threshold)

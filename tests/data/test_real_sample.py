@@ -24,9 +24,11 @@ def config() -> dict[str, Any]:
     """The cleaning, data_check and split sections of the project configuration, as plain values."""
     loaded = OmegaConf.load(CONFIG)
     assert isinstance(loaded, DictConfig)
-    sections = {
+    sections: dict[str, Any] = {
         k: OmegaConf.to_container(loaded[k]) for k in ("data", "cleaning", "data_check", "split")
     }
+    # The bounds are what clean_listings takes; the drop limit is the entry point's own guard.
+    sections["max_drop_fraction"] = sections["cleaning"].pop("max_drop_fraction")
     return sections
 
 
@@ -36,6 +38,7 @@ def _clean_and_validate(raw: Path, tmp_path: Path, config: dict[str, Any]) -> pd
     convert_csv_to_parquet(raw, dst, compression=config["data"]["compression"])
     cleaned, stats = clean_listings(pd.read_parquet(dst), **config["cleaning"])
     assert stats.rows_out > 0.9 * stats.rows_in
+    assert stats.rows_out >= (1 - config["max_drop_fraction"]) * stats.rows_in
     check = config["data_check"]
     schema = build_listing_schema(
         min_rows=check["min_rows"], max_rows=check["max_rows"], **config["cleaning"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,14 @@ def isolate(monkeypatch: pytest.MonkeyPatch, root: Path) -> Workspace:
     monkeypatch.setenv("DO_NOT_TRACK", "true")
     monkeypatch.chdir(root)
     return Workspace(root=root, tracking_uri=tracking_uri)
+
+
+def copy_of(seed: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A private copy of a seeded tracking database under `root` (artifacts stay shared and are
+    only read), so each test starts from the same store without re-running the seed."""
+    (root / "mlruns").mkdir()
+    shutil.copy(seed / "mlruns" / "mlflow.db", root / "mlruns" / "mlflow.db")
+    return isolate(monkeypatch, root)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from flows.train_pipeline import step_parameters, train_pipeline
 from tasks.run_entry_point import run_entry_point
 from tasks.step_result import StepResult
 from tasks.tracking_store import ensure_experiment, latest_finished_run
-from tests.e2e.conftest import SMALL_DEMO, Workspace, isolate
+from tests.e2e.conftest import SMALL_DEMO, Workspace, copy_of, isolate
 
 NAME = "housing_price"
 
@@ -60,10 +59,8 @@ def store(
     seeded_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Workspace]:
     """A private copy of the seeded tracking database (artifacts stay shared and read-only)."""
-    (tmp_path / "mlruns").mkdir()
-    shutil.copy(seeded_store / "mlruns" / "mlflow.db", tmp_path / "mlruns" / "mlflow.db")
     previous = mlflow.get_tracking_uri()
-    yield isolate(monkeypatch, tmp_path)
+    yield copy_of(seeded_store, tmp_path, monkeypatch)
     mlflow.set_tracking_uri(previous)
 
 

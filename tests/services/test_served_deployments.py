@@ -54,21 +54,7 @@ def test_every_deployment_is_registered_with_its_schedule(
         assert strategy == ConcurrencyLimitStrategy.CANCEL_NEW
 
 
-# Found by this tier, outside deployments/: tasks/parameters.normalize turns the nested float
-# max_features=1.0 of model_config into the int 1, which HistGradientBoostingRegressor refuses.
-# strict: once fixed, this xfail fails and should go.
-KNOWN_FAILURES = {
-    "weekly-retrain-hist-gradient-boosting": "train: model_config max_features 1.0 arrives as 1",
-}
-DEPLOYMENTS = [
-    pytest.param(
-        name,
-        marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[name])]
-        if name in KNOWN_FAILURES
-        else [],
-    )
-    for name in SPECS
-]
+DEPLOYMENTS = list(SPECS)
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)

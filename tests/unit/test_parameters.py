@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tasks.parameters import normalize, normalize_value
+from tasks.parameters import for_the_record, normalize, normalize_value, redact
 
 
 @pytest.mark.parametrize("value", [1, "1", 1.0])
@@ -73,13 +73,33 @@ def test_normalize_makes_equal_parameter_sets_equal() -> None:
     assert first == normalize({"b": {"x": 1, "y": 2}, "a": "1"})
 
 
-def test_integral_floats_inside_containers_normalize_like_top_level_ones() -> None:
-    assert normalize_value({"x": 1.0}) == normalize_value({"x": 1})
-    assert normalize_value([2.0]) == normalize_value([2])
-
-
 def test_normalize_of_reference_distribution_is_valid_json() -> None:
     shares = {"Manhattan": 0.443, "Staten Island": 0.008}
     assert json.loads(normalize({"reference_distribution": shares})["reference_distribution"]) == (
         shares
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        (
+            "https://host.example/l.csv?X-Amz-Signature=abc&token=s3cr3t",
+            "https://host.example/l.csv",
+        ),
+        ("https://user:p4ss@host.example:8443/l.csv", "https://host.example:8443/l.csv"),
+        ("https://host.example/l.csv", "https://host.example/l.csv"),
+        ("/data/listings.csv", "/data/listings.csv"),
+        ("demo", "demo"),
+        ("runs:/abc/clean.parquet", "runs:/abc/clean.parquet"),
+    ],
+)
+def test_urls_lose_credentials_before_they_are_recorded(value: str, stored: str) -> None:
+    assert redact(value) == stored
+    assert for_the_record({"source": value}) == {"source": stored}
+
+
+def test_nested_values_keep_their_types() -> None:
+    # scikit-learn reads max_features=1.0 as "all features" and 1 as "one feature".
+    assert json.loads(normalize_value({"max_features": 1.0}))["max_features"] == 1.0
+    assert isinstance(json.loads(normalize_value({"max_features": 1.0}))["max_features"], float)

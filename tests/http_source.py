@@ -1,0 +1,62 @@
+"""A loopback HTTP server that serves listing files and misbehaves on demand.
+
+Used by the tests of `data.source=http(s)://...`: real sockets, real `requests`, real retries.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Behaviour:
+    """What the server does with the next requests: a queue of faults, then `body`."""
+
+    body: bytes = b""
+    content_type: str = "text/csv"
+    faults: list[int] = field(default_factory=list)  # HTTP status per request, 0: serve body
+    delay_s: float = 0.0
+    requests: int = 0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    behaviour: Behaviour
+
+    def do_GET(self) -> None:
+        behaviour = self.server.behaviour  # type: ignore[attr-defined]
+        behaviour.requests += 1
+        status = behaviour.faults.pop(0) if behaviour.faults else 0
+        if behaviour.delay_s:
+            time.sleep(behaviour.delay_s)
+        if status:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", behaviour.content_type)
+        self.send_header("Content-Length", str(len(behaviour.body)))
+        self.end_headers()
+        self.wfile.write(behaviour.body)
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+        return
+
+
+@contextmanager
+def http_source(behaviour: Behaviour) -> Iterator[str]:
+    """Serve `behaviour` on 127.0.0.1; yields the URL of /listings.csv."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.behaviour = behaviour  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/listings.csv"
+    finally:
+        server.shutdown()
+        server.server_close()
