@@ -392,6 +392,10 @@ class ForkServer:
         self.listener.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
+        # The client made a private folder for the socket; a client that was killed cannot
+        # remove it, so the server does (only if empty).
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(self.socket_path))
 
 
 def main(argv: list[str] | None = None) -> int:
