@@ -7,13 +7,14 @@ value raises `ConfigError` with one line per problem, naming the key and what is
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -320,8 +321,7 @@ def _explain_hydra(error: Exception) -> str:
 
 
 def _keys_at(parent: str) -> str:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        base = compose("config")
+    base = _compose([])
     node = OmegaConf.select(base, parent) if parent else base
     return ", ".join(sorted(str(key) for key in node)) if node is not None else "(see conf)"
 
@@ -346,11 +346,20 @@ def _explain_pydantic(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+# Hydra keeps its initialization in a process-wide singleton: flows composing the configuration
+# at the same moment in one process (threads, a worker) would collide without this lock.
+_HYDRA_LOCK = threading.Lock()
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    with _HYDRA_LOCK, initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
 def load_config(overrides: Sequence[str] = ()) -> PipelineConfig:
     """Compose conf/ with Hydra overrides and validate the result."""
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            composed = compose("config", overrides=_prepare(overrides))
+        composed = _compose(_prepare(overrides))
         plain = OmegaConf.to_container(composed, resolve=True)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(f"invalid override: {_explain_hydra(error)}") from None

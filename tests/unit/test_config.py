@@ -190,3 +190,14 @@ def test_wandb_project_and_group_from_environment(monkeypatch: pytest.MonkeyPatc
 def test_override_beats_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert load_config(["wandb.mode=online"]).wandb.mode == "online"
+
+
+def test_configuration_composes_from_many_threads_at_once() -> None:
+    """Flows in one process (threads, a worker) compose their configuration concurrently."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        models = list(
+            pool.map(lambda i: load_config([f"model.alpha=0.00{i + 1}"]).model, range(16))
+        )
+    assert len(models) == 16
