@@ -90,6 +90,27 @@ def score(model_uri: str, test: pd.DataFrame) -> dict[str, float]:
     return regression_metrics(test[TARGET].to_numpy(dtype=float), predicted, "test")
 
 
+def compare(
+    args: argparse.Namespace,
+    gate: dict[str, dict[str, float]],
+    candidate: dict[str, float],
+    champion_uri: str | None,
+    test: pd.DataFrame,
+) -> Verdict:
+    """Score the champion (if any) on the candidate's test rows and decide; both scores logged."""
+    champion = score(champion_uri, test) if champion_uri else None
+    if champion is not None:
+        mlflow.log_metrics({f"champion_{key}": value for key, value in champion.items()})
+    return decide(
+        candidate,
+        champion,
+        metric=args.metric,
+        direction=args.direction,
+        min_relative_improvement=args.min_relative_improvement,
+        gate=gate,
+    )
+
+
 def main(args: argparse.Namespace) -> None:
     name = check_name("main.registered_model", args.registered_model)
     alias = check_name("promotion.alias", args.alias)
@@ -152,18 +173,12 @@ def main(args: argparse.Namespace) -> None:
                     outcome="already_champion",
                 )
                 return
-            champion = (
-                score(f"models:/{name}/{champion_version}", test) if champion_version else None
-            )
-            if champion is not None:
-                mlflow.log_metrics({f"champion_{key}": value for key, value in champion.items()})
-            verdict = decide(
+            verdict = compare(
+                args,
+                gate,
                 candidate,
-                champion,
-                metric=args.metric,
-                direction=args.direction,
-                min_relative_improvement=args.min_relative_improvement,
-                gate=gate,
+                f"models:/{name}/{champion_version}" if champion_version else None,
+                test,
             )
             if alias_version(name, alias) != champion_version:
                 logger.warning("%s@%s moved during the comparison; comparing again", name, alias)
@@ -229,17 +244,7 @@ def _dry_run(
             dry_run=True,
         )
         return
-    champion = score(champion_uri, test) if champion_version else None
-    if champion is not None:
-        mlflow.log_metrics({f"champion_{key}": value for key, value in champion.items()})
-    verdict = decide(
-        candidate,
-        champion,
-        metric=args.metric,
-        direction=args.direction,
-        min_relative_improvement=args.min_relative_improvement,
-        gate=gate,
-    )
+    verdict = compare(args, gate, candidate, champion_uri if champion_version else None, test)
     _report(
         verdict,
         None,
