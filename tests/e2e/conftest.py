@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -56,12 +57,18 @@ def isolate(monkeypatch: pytest.MonkeyPatch, root: Path) -> Workspace:
     return Workspace(root=root, tracking_uri=tracking_uri)
 
 
-def copy_of(seed: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+@contextlib.contextmanager
+def copy_of(seed: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
     """A private copy of a seeded tracking database under `root` (artifacts stay shared and are
-    only read), so each test starts from the same store without re-running the seed."""
+    only read), so each test starts from the same store without re-running the seed. The
+    process's tracking URI is restored afterwards."""
     (root / "mlruns").mkdir()
     shutil.copy(seed / "mlruns" / "mlflow.db", root / "mlruns" / "mlflow.db")
-    return isolate(monkeypatch, root)
+    previous = mlflow.get_tracking_uri()
+    try:
+        yield isolate(monkeypatch, root)
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture

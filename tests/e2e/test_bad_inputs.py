@@ -37,9 +37,8 @@ def store_with_champion(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def store(
     store_with_champion: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Workspace]:
-    previous = mlflow.get_tracking_uri()
-    yield copy_of(store_with_champion, tmp_path, monkeypatch)
-    mlflow.set_tracking_uri(previous)
+    with copy_of(store_with_champion, tmp_path, monkeypatch) as workspace:
+        yield workspace
 
 
 def registry_state(workspace: Workspace) -> tuple[list[str], str]:

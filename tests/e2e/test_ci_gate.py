@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import prefect.settings
 import pytest
 
 from flows.ci_gate import GateRefused, ci_gate
 from flows.ci_gate import main as ci_gate_main
 from flows.train_pipeline import train_pipeline
-from tests.e2e.conftest import SMALL_DEMO, Workspace, isolate
+from tests.e2e.conftest import SMALL_DEMO, Workspace, copy_of, isolate
 
 NAME = "housing_price"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -49,14 +47,11 @@ def store(
     seeded_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Workspace]:
     """A private copy of the seeded tracking database; CI variables cleared, report in tmp."""
-    (tmp_path / "mlruns").mkdir()
-    shutil.copy(seeded_store / "mlruns" / "mlflow.db", tmp_path / "mlruns" / "mlflow.db")
     for variable in ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME", "GITHUB_STEP_SUMMARY"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.delenv("CI_REPORT_PATH", raising=False)
-    previous = mlflow.get_tracking_uri()
-    yield isolate(monkeypatch, tmp_path)
-    mlflow.set_tracking_uri(previous)
+    with copy_of(seeded_store, tmp_path, monkeypatch) as workspace:
+        yield workspace
 
 
 def registry_state(workspace: Workspace) -> dict[str, object]:

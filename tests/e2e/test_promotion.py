@@ -59,9 +59,8 @@ def store(
     seeded_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Workspace]:
     """A private copy of the seeded tracking database (artifacts stay shared and read-only)."""
-    previous = mlflow.get_tracking_uri()
-    yield copy_of(seeded_store, tmp_path, monkeypatch)
-    mlflow.set_tracking_uri(previous)
+    with copy_of(seeded_store, tmp_path, monkeypatch) as workspace:
+        yield workspace
 
 
 def candidates(workspace: Workspace) -> dict[str, str]:
