@@ -11,8 +11,8 @@ ARGS ?=
 MODEL ?= housing_price
 PORT ?= 5001
 
-.PHONY: run serve test lint typecheck pytest test-unit test-data test-e2e install install-dev clean constraints
-.PHONY: bench bench-ingest bench-lasso bench-quality bench-overhead bench-faults
+.PHONY: run serve mlflow-server test lint typecheck pytest test-unit test-data test-e2e install install-dev clean constraints
+.PHONY: bench bench-ingest bench-lasso bench-quality bench-overhead bench-faults bench-sweep sweep
 
 $(VENV)/.install-run.stamp: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ install-dev: $(VENV)/.install-dev.stamp
 run: install
 	$(PY) -m flows.train_pipeline $(ARGS)
 
+## A sweep: the variants of conf/sweep/ (SWEEP=models) trained and evaluated in parallel on a Dask
+## cluster, the best on validation promoted. Command-line variants instead:
+## make run ARGS="--multirun model=torch_lasso,random_forest model.alpha=0.01,0.001"
+SWEEP ?= models
+sweep: install
+	$(PY) -m flows.sweep sweep=$(SWEEP) $(ARGS)
+
 ## CI: train, gate and (on the main branch only; a dry run elsewhere) promote, against
 ## $MLFLOW_TRACKING_URI. Prints a markdown report, writes it to ci-report.md ($CI_REPORT_PATH)
 ## and $GITHUB_STEP_SUMMARY; exits 1 when the candidate fails the gate or loses to the champion.
@@ -43,6 +50,12 @@ serve: install
 	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db}" \
 	$(VENV)/bin/mlflow models serve -m "models:/$(MODEL)@champion" --env-manager local \
 		-h 127.0.0.1 -p $(PORT)
+
+## The shared MLflow tracking server (SQL backend, served artifacts) on $MLFLOW_HOST:$MLFLOW_PORT
+## (127.0.0.1:5000): SQLite in mlruns/server/ unless MLFLOW_BACKEND_STORE_URI=postgresql://USER@HOST/DB.
+## Pipelines and workers then need only MLFLOW_TRACKING_URI=http://HOST:PORT (Ctrl-C stops it).
+mlflow-server: install
+	$(PY) -m deployments.tracking_server $(ARGS)
 
 ## A real local Prefect server and the deployments of conf/deployments.yaml (make serve is the
 ## model server above, hence other names). One terminal: make server; another: make deployments.
@@ -103,8 +116,10 @@ test-data: install-dev
 test-e2e: install-dev
 	$(PY) -m pytest -m e2e
 
-## A real Prefect server, the deployments served and run, the UI in headless Chromium (minutes;
-## not part of make test). Screenshots land in $(SERVICES_OUTPUT_DIR).
+## A real Prefect server, the deployments served and run, the UI in headless Chromium, and the
+## pipeline against `make mlflow-server` on a real PostgreSQL (Debian's postgresql, installed as
+## root when missing, else skipped) (minutes; not part of make test). Screenshots land in
+## $(SERVICES_OUTPUT_DIR).
 SERVICES_OUTPUT_DIR ?= $(CURDIR)/test-output/services
 test-services: install-dev browser
 	SERVICES_OUTPUT_DIR="$(SERVICES_OUTPUT_DIR)" $(PY) -m pytest -m services
@@ -115,7 +130,7 @@ test-services: install-dev browser
 ## numpy, so they are unset for the benchmark command alone, never for tests or CI.
 BENCH_ARGS ?=
 BENCH := env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) -m
-bench: bench-ingest bench-lasso bench-quality bench-overhead bench-faults
+bench: bench-ingest bench-lasso bench-quality bench-overhead bench-faults bench-sweep
 
 ## Faults injected into the real pipeline: counts injected, survived, data lost (must be 0).
 bench-faults: install-dev
@@ -134,6 +149,10 @@ bench-quality: install
 ## process, and the end-to-end wall time of the pipeline with each step's share.
 bench-overhead: install
 	$(BENCH) benchmarks.orchestration_overhead --check $(BENCH_ARGS)
+
+## A sweep of 4 variants on 2 Dask workers against the same variants one after another.
+bench-sweep: install
+	$(BENCH) benchmarks.sweep_parallel --check $(BENCH_ARGS)
 
 ## Upload the offline W&B runs under ./wandb (WANDB_SYNC_DIR=path for another start directory)
 ## when WANDB_API_KEY is set in the environment or in that directory's .env; runs already

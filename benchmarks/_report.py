@@ -10,7 +10,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +146,52 @@ def environment() -> dict[str, Any]:
     except ImportError:  # pragma: no cover
         pass
     return info
+
+
+def child_env() -> dict[str, str]:
+    """A benchmark run's environment: no tracking store or run inherited, W&B offline,
+    telemetry off, this checkout importable and this interpreter first on PATH."""
+    env = os.environ.copy()
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "WANDB_DIR"):
+        env.pop(name, None)
+    env.update(
+        {
+            "WANDB_MODE": "offline",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PYTHONPATH": str(PROJECT_ROOT),
+        }
+    )
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
+    return env
+
+
+def run_fresh_process(
+    module: str, arguments: Sequence[str], work_dir: Path, verbose: bool
+) -> dict[str, Any]:
+    """`python -m module arguments --figures F` in `work_dir` (its own stores there); the
+    figures it wrote to F, plus the process's own wall time as `process_seconds`."""
+    figures_path = work_dir / "figures.json"
+    command = [sys.executable, "-m", module, *arguments, "--figures", str(figures_path)]
+    started = time.perf_counter()
+    completed = subprocess.run(
+        command,
+        cwd=work_dir,
+        env=child_env(),
+        stdout=None if verbose else subprocess.DEVNULL,
+        stderr=None if verbose else subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stderr or "")
+        raise RuntimeError(f"{' '.join(arguments)} failed with exit code {completed.returncode}")
+    figures: dict[str, Any] = json.loads(figures_path.read_text())
+    figures["process_seconds"] = wall
+    return figures
 
 
 def median(values: Sequence[float]) -> float:

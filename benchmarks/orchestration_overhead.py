@@ -26,68 +26,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import PROJECT_ROOT, Report, command_line, median, out
+from benchmarks._report import (
+    PROJECT_ROOT,
+    Report,
+    command_line,
+    median,
+    out,
+    run_fresh_process,
+)
 
 BACKENDS = ("local", "warm-fork")
 OVERHEAD_BOUND_S = 1.5
 RATIO_BOUND = 2.0
 
 
-def _child_env(work_dir: Path) -> dict[str, str]:
-    env = os.environ.copy()
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "WANDB_DIR"):
-        env.pop(name, None)
-    env.update(
-        {
-            "WANDB_MODE": "offline",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "DO_NOT_TRACK": "true",
-            "PYTHONPATH": str(PROJECT_ROOT),
-        }
-    )
-    bin_dir = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
-    return env
-
-
 def run_child(mode: str, demo_rows: int, work_dir: Path, verbose: bool) -> dict[str, Any]:
     """One fresh process in `work_dir`; its figures plus the process's own wall time."""
-    figures_path = work_dir / "figures.json"
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.orchestration_overhead",
-        "--child",
-        mode,
-        "--demo-rows",
-        str(demo_rows),
-        "--figures",
-        str(figures_path),
-    ]
-    started = time.perf_counter()
-    completed = subprocess.run(
-        command,
-        cwd=work_dir,
-        env=_child_env(work_dir),
-        stdout=None if verbose else subprocess.DEVNULL,
-        stderr=None if verbose else subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    wall = time.perf_counter() - started
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stderr or "")
-        raise RuntimeError(f"{mode} run failed with exit code {completed.returncode}")
-    figures: dict[str, Any] = json.loads(figures_path.read_text())
-    figures["process_seconds"] = wall
-    return figures
+    arguments = ["--child", mode, "--demo-rows", str(demo_rows)]
+    return run_fresh_process("benchmarks.orchestration_overhead", arguments, work_dir, verbose)
 
 
 # -- the child processes ----------------------------------------------------------------------
@@ -124,7 +86,7 @@ def child_baseline(demo_rows: int) -> dict[str, Any]:
     from flows.config import load_config
     from flows.pipeline_steps import SPEC_BY_NAME
     from flows.runtime import configure_services, prepare_process
-    from flows.train_pipeline import step_parameters
+    from flows.step_runner import step_parameters
     from tasks.parameters import normalize
     from tasks.tracking_store import ensure_experiment, outputs_of
     from tasks.warm_backend.protocol import parse_module_command

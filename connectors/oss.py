@@ -1,4 +1,5 @@
-"""Alibaba Cloud OSS through `oss2`: locations, credentials from the environment, error kinds.
+"""Alibaba Cloud OSS through `oss2`: locations, credentials from the environment, error kinds,
+and the one upload path (a PUT, or a resumable multipart upload for large files).
 
 Credentials never travel as parameters: `OssSettings.from_env()` reads `OSS_ACCESS_KEY_ID`,
 `OSS_ACCESS_KEY_SECRET`, `OSS_ENDPOINT` and, for STS credentials, `OSS_SECURITY_TOKEN` from the
@@ -15,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
@@ -27,6 +29,10 @@ ENV_ACCESS_KEY_SECRET = "OSS_ACCESS_KEY_SECRET"
 ENV_ENDPOINT = "OSS_ENDPOINT"
 ENV_SECURITY_TOKEN = "OSS_SECURITY_TOKEN"
 CREDENTIAL_VARIABLES = (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN)
+# Uploads from this size up are multipart (parallel parts of PART_SIZE, resumable).
+MULTIPART_THRESHOLD = 64 << 20
+PART_SIZE = 16 << 20
+PARALLEL_PARTS = 4
 # OSS bucket names: 3-63 characters, lowercase letters, digits and hyphens, no hyphen at the ends.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
@@ -99,7 +105,15 @@ class OssSettings:
     security_token: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> OssSettings:
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        purpose: str = "reading oss://",
+        where: str = "where the pipeline starts",
+    ) -> OssSettings:
+        """The settings in `environ` (os.environ by default); `purpose` and `where` word the
+        error for the process that needs them (the pipeline, the tracking server)."""
         env = os.environ if environ is None else environ
         values = {
             name: (env.get(name) or "").strip() for name in (*CREDENTIAL_VARIABLES, ENV_ENDPOINT)
@@ -111,9 +125,9 @@ class OssSettings:
         ]
         if missing:
             raise OssSettingError(
-                f"reading oss:// needs {', '.join(missing)}: set "
+                f"{purpose} needs {', '.join(missing)}: set "
                 f"{'it' if len(missing) == 1 else 'them'} in the environment or in a .env file "
-                "where the pipeline starts (OSS_SECURITY_TOKEN too for STS credentials)"
+                f"{where} (OSS_SECURITY_TOKEN too for STS credentials)"
             )
         return cls(
             endpoint=normalize_endpoint(values[ENV_ENDPOINT]),
@@ -156,6 +170,36 @@ def make_bucket(settings: OssSettings, bucket: str, timeout_s: float) -> oss2.Bu
     else:
         auth = oss2.Auth(settings.access_key_id, settings.access_key_secret)
     return oss2.Bucket(auth, settings.endpoint, bucket, connect_timeout=timeout_s, enable_crc=True)
+
+
+def upload_path(
+    bucket: oss2.Bucket,
+    key: str,
+    local: Path,
+    *,
+    multipart_threshold: int = MULTIPART_THRESHOLD,
+    part_size: int = PART_SIZE,
+    state_dir: Path | None = None,
+) -> oss2.models.PutObjectResult:
+    """Put the file `local` at `key`: one PUT below `multipart_threshold`, from it a multipart
+    upload with PARALLEL_PARTS parts in flight and a checkpoint under `state_dir` (oss2's
+    ~/.py-oss-upload when None), so repeating a failed upload of the same file to the same key
+    sends only the missing parts. CRC64 is checked either way (make_bucket turns it on).
+
+    oss2's errors pass through unchanged: what a failure means is the caller's (`classify`).
+    """
+    import oss2
+
+    store = oss2.ResumableStore(root=str(state_dir)) if state_dir else None
+    return oss2.resumable_upload(
+        bucket,
+        key,
+        str(local),
+        store=store,
+        multipart_threshold=multipart_threshold,
+        part_size=part_size,
+        num_threads=PARALLEL_PARTS,
+    )
 
 
 @dataclass(frozen=True)

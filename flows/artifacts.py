@@ -13,9 +13,12 @@ from urllib.parse import quote
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.summary import PipelineSummary, StepLine
+from flows.sweep_summary import SweepSummary
 
 SUMMARY_KEY = "pipeline-summary"
 STEPS_KEY = "pipeline-steps"
+SWEEP_SUMMARY_KEY = "sweep-summary"
+SWEEP_VARIANTS_KEY = "sweep-variants"
 # Where an MLflow UI for a non-HTTP store (SQLite, files) is expected: `mlflow ui` defaults.
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 
@@ -103,6 +106,75 @@ def publish_run_artifacts(summary: PipelineSummary, experiment_id: str) -> None:
         key=STEPS_KEY,
         table=step_rows(summary),
         description="Each step's wall and work seconds and row counts",
+    )
+
+
+def variant_rows(summary: SweepSummary) -> list[dict[str, Any]]:
+    """One row per variant: its settings, scores, time and MLflow run."""
+    return [
+        {
+            "best": line.best,
+            "variant": line.label,
+            "model": line.model,
+            summary.selection_metric: line.selection_score,
+            "test_mae": line.test_metrics.get("test_mae"),
+            "test_r2": line.test_metrics.get("test_r2"),
+            "wall_s": round(line.wall_seconds, 2),
+            "status": line.status,
+            "mlflow_run": line.run_id,
+        }
+        for line in summary.variants
+    ]
+
+
+def sweep_markdown(summary: SweepSummary, experiment_id: str) -> str:
+    """The variants side by side with links to their runs, then the pipeline summary."""
+    uri = summary.pipeline.tracking_uri
+    metric = summary.selection_metric
+    lines = [
+        "# Sweep",
+        "",
+        f"{len(summary.variants)} variants on {summary.runner}, "
+        f"{summary.variants_seconds:.1f} s for all of them. The winner is chosen on the "
+        f"validation split (`{metric}`, {'lower' if summary.minimize else 'higher'} is better).",
+        "",
+        f"| | variant | model | {metric} | test_mae | test_r2 | status | MLflow run |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for line in summary.variants:
+        link = f"[{line.run_id[:8]}]({run_link(uri, experiment_id, line.run_id)})"
+        scores = [
+            line.selection_score,
+            *(line.test_metrics.get(k) for k in ("test_mae", "test_r2")),
+        ]
+        cells = ["" if value is None else f"{value:.4g}" for value in scores]
+        lines.append(
+            f"| {'**best**' if line.best else ''} | `{line.label}` | {line.model} | "
+            + " | ".join(cells)
+            + f" | {line.status} | {link} |"
+        )
+    failures = [line for line in summary.variants if line.error]
+    if failures:
+        lines += ["", *(f"- `{line.label}`: {line.error}" for line in failures)]
+    pipeline = summary_markdown(summary.pipeline, experiment_id)
+    return (
+        "\n".join(lines)
+        + "\n\n"
+        + pipeline.replace("# Pipeline run", "## Shared steps, winner and promotion", 1)
+    )
+
+
+def publish_sweep_artifacts(summary: SweepSummary, experiment_id: str) -> None:
+    """The sweep's markdown summary and its variants table (inside the sweep's flow run)."""
+    create_markdown_artifact(
+        key=SWEEP_SUMMARY_KEY,
+        markdown=sweep_markdown(summary, experiment_id),
+        description="Every variant's validation and test scores, the winner and its promotion",
+    )
+    create_table_artifact(
+        key=SWEEP_VARIANTS_KEY,
+        table=variant_rows(summary),
+        description="Each variant's settings, scores, wall seconds and MLflow run",
     )
 
 

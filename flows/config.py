@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flows.pipeline_steps import STEP_NAMES
+from tasks.parameters import hide_password
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
@@ -79,8 +80,51 @@ class MainConfig(_Strict):
         return tuple(_step_list(value))
 
 
+_BACKEND_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+
+
+class TrackingServerConfig(_Strict):
+    """The shared tracking server (deployments/tracking_server.py, `make mlflow-server`)."""
+
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+    # None: SQLite beside the working directory (deployments/tracking_server.py says where).
+    backend_store_uri: str | None = None
+    artifacts_destination: str | None = None
+    workers: Annotated[int, Field(ge=1, le=64)]
+    allowed_hosts: str | None = None
+
+    @field_validator("backend_store_uri")
+    @classmethod
+    def _check_backend(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in _BACKEND_SCHEMES:
+            raise ValueError(
+                f"scheme {scheme + '://' if scheme else value!r} is not a backend this server "
+                "runs on; use sqlite:///PATH or postgresql://USER@HOST:PORT/DB (psycopg 3 is "
+                "installed)"
+            )
+        return value
+
+    @field_validator("artifacts_destination")
+    @classmethod
+    def _check_destination(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            # It is logged and passed on the server's command line.
+            raise ValueError(
+                "the artifacts destination takes no credentials; give them in the environment "
+                "or .env (OSS_ACCESS_KEY_ID/OSS_ACCESS_KEY_SECRET for oss://, AWS_* for s3://)"
+            )
+        return value
+
+
 class TrackingConfig(_Strict):
     uri: str | None = None
+    server: TrackingServerConfig
 
 
 class DataConfig(_Strict):
@@ -227,6 +271,39 @@ class TaskConfig(_Strict):
         return [self.retry_delay_s * self.retry_backoff**attempt for attempt in range(self.retries)]
 
 
+class DaskConfig(_Strict):
+    """Where a sweep's variants run (flows/sweep.py)."""
+
+    # None: a temporary local cluster; else an existing cluster's scheduler address.
+    address: str | None = None
+    n_workers: Annotated[int, Field(ge=1, le=256)]
+    threads_per_worker: Annotated[int, Field(ge=1, le=64)]
+    # Local cluster only: worker processes (True) or worker threads of the flow's process.
+    processes: bool = False
+    step_threads: Annotated[int, Field(ge=1, le=256)] | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not re.match(r"^(tcp|tls|ucx|ws|wss)://[^/\s]+:\d+$", value):
+            raise ValueError(
+                "a Dask scheduler address reads tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786), "
+                "or null for a local cluster"
+            )
+        return value
+
+
+class SweepConfig(_Strict):
+    """Variants of the model settings trained side by side (flows/sweep.py)."""
+
+    # Each variant is a list of Hydra overrides; checked when the sweep expands them.
+    variants: tuple[tuple[str, ...], ...] = ()
+    max_variants: Annotated[int, Field(ge=1)]
+    dask: DaskConfig
+
+
 class WandbConfig(_Strict):
     mode: Literal["online", "offline", "disabled"]
     project: Annotated[str, Field(min_length=1)]
@@ -286,6 +363,7 @@ class PipelineConfig(_Strict):
     promotion: PromotionConfig
     ci: CIConfig
     task: TaskConfig
+    sweep: SweepConfig
     wandb: WandbConfig
     model: ModelConfig
 
@@ -293,7 +371,7 @@ class PipelineConfig(_Strict):
 _UNQUOTED_LIST = re.compile(r"^(?P<key>[\w.]*(steps|force))=(?P<value>[^'\"\[].*,.*)$")
 
 
-def _prepare(overrides: Sequence[str]) -> list[str]:
+def prepare_overrides(overrides: Sequence[str]) -> list[str]:
     """`main.steps=a,b` is a list here, not the Hydra sweep it would otherwise be."""
     prepared = []
     for override in overrides:
@@ -326,7 +404,12 @@ def _keys_at(parent: str) -> str:
     return ", ".join(sorted(str(key) for key in node)) if node is not None else "(see conf)"
 
 
-_MODEL_NAMES = ("torch_lasso", "random_forest", "hist_gradient_boosting")
+MODEL_CONFIGS: dict[str, type[_ModelBase]] = {
+    "torch_lasso": TorchLassoConfig,
+    "random_forest": RandomForestConfig,
+    "hist_gradient_boosting": HistGradientBoostingConfig,
+}
+_MODEL_NAMES = tuple(MODEL_CONFIGS)
 
 
 def _explain_pydantic(error: ValidationError) -> str:
@@ -342,7 +425,10 @@ def _explain_pydantic(error: ValidationError) -> str:
             parent = ".".join(parts[:-1])
             lines.append(f"unknown key '{location}'; allowed: {_keys_at(parent)}")
             continue
-        lines.append(f"{location}: {problem['msg']} (got {problem.get('input')!r})")
+        shown = problem.get("input")
+        if isinstance(shown, str):
+            shown = hide_password(shown)  # a database URI may carry one
+        lines.append(f"{location}: {problem['msg']} (got {shown!r})")
     return "; ".join(lines)
 
 
@@ -359,7 +445,7 @@ def _compose(overrides: list[str]) -> DictConfig:
 def load_config(overrides: Sequence[str] = ()) -> PipelineConfig:
     """Compose conf/ with Hydra overrides and validate the result."""
     try:
-        composed = _compose(_prepare(overrides))
+        composed = _compose(prepare_overrides(overrides))
         plain = OmegaConf.to_container(composed, resolve=True)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(f"invalid override: {_explain_hydra(error)}") from None

@@ -51,6 +51,17 @@ def configure_services(cfg: PipelineConfig, start_dir: Path, group: str) -> str:
     return uri
 
 
+# What an entry point's process needs to reach the stores, set by configure_services. Never a
+# credential: those stay in each machine's own environment or .env.
+SERVICE_VARIABLES = ("MLFLOW_TRACKING_URI", "WANDB_MODE", "WANDB_PROJECT", "WANDB_RUN_GROUP")
+
+
+def service_environment() -> dict[str, str]:
+    """The store settings configure_services chose, for tasks that run in other processes
+    (a Dask worker, on this machine or another one)."""
+    return {name: os.environ[name] for name in SERVICE_VARIABLES if name in os.environ}
+
+
 def promotion_lock(cfg: PipelineConfig) -> str:
     """One lock per registered model in one tracking store: promotions of it run one at a time."""
     return f"promote-{cfg.main.registered_model}"

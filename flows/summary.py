@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flows.config import PipelineConfig
+from tasks.parameters import hide_password
 from tasks.step_result import StepResult
 
 _ROWS = {
@@ -59,6 +61,14 @@ class PipelineSummary:
         )
         return f"{scores or 'no test metrics'}; {where}; parent run {self.parent_run_id}"
 
+    def ui_hint(self) -> str:
+        """A tracking server is its own UI (open it in a browser); a local store needs `mlflow ui`.
+        A password in the URI is never printed."""
+        uri = hide_password(self.tracking_uri)
+        if uri.startswith(("http://", "https://")):
+            return uri
+        return f"mlflow ui --backend-store-uri {uri}"
+
     def render(self) -> str:
         header = f"{'step':<16}{'run':<10}{'rows in':>10}{'rows out':>10}{'wall s':>9}{'work s':>9}"
         lines = ["", "Pipeline summary", header, "-" * len(header)]
@@ -84,7 +94,7 @@ class PipelineSummary:
         lines.append(
             f"MLflow parent run: {self.parent_run_id} in experiment '{self.experiment_name}'"
         )
-        lines.append(f"look at it all: mlflow ui --backend-store-uri {self.tracking_uri}")
+        lines.append(f"look at it all: {self.ui_hint()}")
         return "\n".join(lines) + "\n"
 
 
@@ -105,6 +115,12 @@ def _sec(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
+def test_scores(evaluated: StepResult | None) -> dict[str, float]:
+    """The test-split metrics an evaluate run reported (none when it did not run)."""
+    metrics = evaluated.metrics if evaluated else {}
+    return {key: value for key, value in metrics.items() if key.startswith("test_")}
+
+
 def step_line(result: StepResult) -> StepLine:
     inputs, outputs = _ROWS.get(result.step, ("", ""))
     metrics = result.metrics
@@ -121,4 +137,26 @@ def step_line(result: StepResult) -> StepLine:
         work_seconds=metrics.get("work_seconds"),
         rows_in=rows(inputs) if inputs else None,
         rows_out=rows(outputs) if outputs else None,
+    )
+
+
+def build_summary(
+    cfg: PipelineConfig, results: dict[str, StepResult], parent_run_id: str, tracking_uri: str
+) -> PipelineSummary:
+    """The report of a run's steps (in `main.steps` order), test scores and promotion."""
+    promoted = results.get("promote")
+    evaluated = results.get("evaluate")
+    version = None
+    if promoted and "model_version" in promoted.outputs:
+        version = promoted.outputs["model_version"].rsplit("/", 1)[-1]
+    return PipelineSummary(
+        parent_run_id=parent_run_id,
+        experiment_name=cfg.main.experiment_name,
+        tracking_uri=tracking_uri,
+        steps=[step_line(results[name]) for name in cfg.main.steps if name in results],
+        test_metrics=test_scores(evaluated),
+        registered_model=cfg.main.registered_model if version else None,
+        registered_version=version,
+        alias=cfg.promotion.alias if version else None,
+        promotion_notes=dict(promoted.notes) if promoted else {},
     )

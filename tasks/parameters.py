@@ -61,6 +61,22 @@ def redact(value: str) -> str:
     return urlunsplit((parsed.scheme, host, parsed.path, "", ""))
 
 
+def hide_password(value: str) -> str:
+    """A connection URI fit for a log line: its password, if any, becomes `***`.
+
+    For database and server URIs (`postgresql://user:secret@host/db`), where the user name is
+    worth seeing and the password is not; `redact` is the stricter rule for stored parameters.
+    """
+    if "://" not in value:
+        return value
+    parsed = urlsplit(value)
+    if parsed.password is None:
+        return value
+    userinfo, _, hostinfo = parsed.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parsed._replace(netloc=f"{user}:***@{hostinfo}"))
+
+
 def for_the_record(parameters: Mapping[str, str]) -> dict[str, str]:
     """Normalized parameters as they may be logged (see `redact`)."""
     return {key: redact(value) for key, value in parameters.items()}

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import mlflow
+from mlflow.entities import Metric, Param, RunTag
 from prefect import task
 
 from tasks.step_result import StepResult
-from tasks.tracking_store import FLOW_RUN_TAG, STEP_TAG, reuse_result
+from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG, reuse_result
+
+# `pipeline.step` of a sweep variant's run (its train and evaluate runs are its children).
+VARIANT_KIND = "variant"
 
 
 @task(name="start-pipeline-run", persist_result=False)
@@ -19,12 +24,16 @@ def start_pipeline_run(
     run_name: str,
     flow_run_id: str | None,
     params: Mapping[str, Any],
+    kind: str = "pipeline",
 ) -> str:
-    """Open the parent run (or adopt the one `mlflow run . -e main` opened) and log the config."""
+    """Open the parent run (or adopt the one `mlflow run . -e main` opened) and log the config.
+
+    `kind` tags it (`pipeline.step`): "pipeline" for one model, "sweep" for a sweep's parent.
+    """
     client = mlflow.MlflowClient()
     adopted = os.environ.get("MLFLOW_RUN_ID")
     run_id = adopted or client.create_run(experiment_id, run_name=run_name).info.run_id
-    client.set_tag(run_id, STEP_TAG, "pipeline")
+    client.set_tag(run_id, STEP_TAG, kind)
     if flow_run_id:
         client.set_tag(run_id, FLOW_RUN_TAG, flow_run_id)
     existing = client.get_run(run_id).data.params
@@ -46,3 +55,37 @@ def end_pipeline_run(run_id: str, succeeded: bool) -> None:
 def reuse_step_outputs(experiment_id: str, step: str) -> StepResult | None:
     """The latest finished run of a step left out of `main.steps`, whose outputs feed later ones."""
     return reuse_result(experiment_id, step)
+
+
+@task(name="start-variant-run", task_run_name="variant-{name}", persist_result=False)
+def start_variant_run(
+    experiment_id: str,
+    parent_run_id: str,
+    name: str,
+    flow_run_id: str | None,
+    params: Mapping[str, Any],
+) -> str:
+    """Open one sweep variant's run under the sweep's parent; its steps become its children."""
+    client = mlflow.MlflowClient()
+    tags = {PARENT_RUN_TAG: parent_run_id, STEP_TAG: VARIANT_KIND}
+    if flow_run_id:
+        tags[FLOW_RUN_TAG] = flow_run_id
+    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    client.log_batch(run_id, params=[Param(key, str(value)) for key, value in params.items()])
+    return str(run_id)
+
+
+@task(name="end-variant-run", persist_result=False)
+def end_variant_run(
+    run_id: str, succeeded: bool, metrics: Mapping[str, float], tags: Mapping[str, str]
+) -> None:
+    """Close a variant's run with its scores, so the MLflow UI compares variants side by side."""
+    client = mlflow.MlflowClient()
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(key, float(value), int(time.time() * 1000), 0) for key, value in metrics.items()
+        ],
+        tags=[RunTag(key, value) for key, value in tags.items()],
+    )
+    client.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")

@@ -35,7 +35,15 @@ from tasks.parameters import for_the_record, normalize
 from tasks.step_cache import CACHE_TAG, find_cached_run
 from tasks.step_failure import StepFailed, is_transient, retry_if_transient, store_unavailable
 from tasks.step_result import StepResult
-from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG, outputs_of, result_of
+from tasks.tracking_store import (
+    FLOW_RUN_TAG,
+    PARENT_RUN_TAG,
+    STEP_TAG,
+    outputs_of,
+    result_of,
+    use_environment,
+)
+from tasks.warm_backend.backend import STEP_ENVIRONMENT_CONFIG
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _KILL_GRACE_S = 5.0
@@ -105,12 +113,19 @@ def run_entry_point(
     lock: str | None = None,
     cache_key: str | None = None,
     backend: str = "local",
+    environment: Mapping[str, str] | None = None,
+    step_environment: Mapping[str, str] | None = None,
 ) -> StepResult:
     """Run entry point `step` of the project's MLproject and return what it produced.
 
     With `cache_key`, a finished run with the same key stands for the step (see step_cache.py).
     With `lock`, the step runs while holding that cluster-wide mutex (e.g. promotion).
+    `environment` carries the flow's store settings (tracking URI, W&B) to a task that runs in
+    another process, such as a Dask worker; `step_environment` holds variables for the entry
+    point's process alone (a sweep's thread budget per step; applied by the warm-fork backend).
     """
+    if environment:
+        use_environment(environment)
     if cache_key:
         cached = find_cached_run(experiment_id, cache_key)
         if cached is not None:
@@ -133,6 +148,7 @@ def run_entry_point(
                 timeout_s,
                 cache_key,
                 backend,
+                step_environment or {},
             )
     except StepFailed:
         raise
@@ -155,6 +171,7 @@ def _run(
     timeout_s: float,
     cache_key: str | None,
     backend: str = "local",
+    step_environment: Mapping[str, str] | None = None,
 ) -> StepResult:
     logger = get_run_logger()
     interpreter_on_path()
@@ -180,7 +197,10 @@ def _run(
         synchronous=False,
         # "local" or "warm-fork" (tasks/warm_backend); mlflow passes run_id on only to "local".
         backend=backend,
-        backend_config={MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG: run_id},
+        backend_config={
+            MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG: run_id,
+            STEP_ENVIRONMENT_CONFIG: dict(step_environment or {}),
+        },
     )
     process = submitted.command_proc
     try:

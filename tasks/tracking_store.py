@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -42,6 +43,17 @@ def use_tracking_uri(uri: str) -> str:
     if parsed.scheme == "sqlite":
         _create_sqlite_store_once(Path(parsed.path))
     return uri
+
+
+def use_environment(environment: Mapping[str, str]) -> None:
+    """Adopt the flow's store settings in this process (a Dask worker runs tasks of flows that
+    started elsewhere); a no-op where they are already in place."""
+    for name, value in environment.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+    uri = environment.get("MLFLOW_TRACKING_URI")
+    if uri and mlflow.get_tracking_uri() != uri:
+        use_tracking_uri(uri)
 
 
 def _create_sqlite_store_once(database: Path) -> None:

@@ -2,8 +2,9 @@
 
 A plain function rather than a Prefect task: one upload needs no orchestration state, and
 starting a Prefect API for it would only add seconds. Files from `multipart_threshold` up go
-through `oss2.resumable_upload` (multipart, parallel parts, a local checkpoint so a re-run after
-a failure sends only the missing parts); smaller ones are one PUT. CRC64 is checked either way.
+through `connectors.oss.upload_path` (multipart, parallel parts, a local checkpoint so a re-run
+after a failure sends only the missing parts); smaller ones are one PUT. CRC64 is checked either
+way. The MLflow artifact store on OSS (`connectors.oss_artifacts`) uploads the same way.
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.oss import OssFailure, OssSettings, classify, make_bucket, parse_oss_uri
-
-MULTIPART_THRESHOLD = 64 << 20
-PART_SIZE = 16 << 20
-PARALLEL_PARTS = 4
+from connectors.oss import (
+    MULTIPART_THRESHOLD,
+    PART_SIZE,
+    OssFailure,
+    OssSettings,
+    classify,
+    make_bucket,
+    parse_oss_uri,
+    upload_path,
+)
 
 
 class UploadFailed(Exception):
@@ -55,8 +61,6 @@ def upload_file(
     Raises ValueError (connectors.oss.OssSettingError) for a bad destination or missing
     settings, FileNotFoundError for a missing local file, UploadFailed when OSS refuses or fails.
     """
-    import oss2
-
     location = parse_oss_uri(destination)
     if not local.is_file():
         raise FileNotFoundError(f"{local} is not a file")
@@ -66,16 +70,14 @@ def upload_file(
     uri = location.key_uri(key)
     size = local.stat().st_size
     multipart = size >= multipart_threshold
-    store = oss2.ResumableStore(root=str(state_dir)) if state_dir else None
     try:
-        result = oss2.resumable_upload(
+        result = upload_path(
             bucket,
             key,
-            str(local),
-            store=store,
+            local,
             multipart_threshold=multipart_threshold,
             part_size=part_size,
-            num_threads=PARALLEL_PARTS,
+            state_dir=state_dir,
         )
     except Exception as error:
         raise UploadFailed(classify(error, f"uploading to {uri}", settings.endpoint)) from None

@@ -6,7 +6,8 @@ addressing (what oss2 uses for an IP endpoint such as http://127.0.0.1:PORT):
 - ListObjects (V1: prefix, delimiter, marker, max-keys) and ListObjectsV2 (list-type=2:
   continuation-token, start-after), url-encoded keys, pagination by max-keys;
 - GetObject (with Range), HeadObject, PutObject (ETag and x-oss-hash-crc64ecma returned, the
-  body checked against Content-MD5 when sent), multipart upload (initiate, part, complete, abort);
+  body checked against Content-MD5 when sent), multipart upload (initiate, part, complete, abort),
+  DeleteObject and DeleteMultipleObjects (POST ?delete, at most 1000 keys, Content-MD5 required);
 - the V1 request signature (`Authorization: OSS AccessKeyId:Signature`, HMAC-SHA1 over the verb,
   Content-MD5, Content-Type, Date, the canonicalized x-oss-* headers and the canonicalized
   resource with its sub-resources), checked for the one configured key, plus the STS security
@@ -429,9 +430,12 @@ class _Handler(BaseHTTPRequestHandler):
             if bucket not in state.buckets:
                 raise OssError(404, "NoSuchBucket", "The specified bucket does not exist.")
             if not key:
-                if self.command != "GET":
+                if self.command == "POST" and "delete" in query:
+                    self._delete_many(bucket, query, body)
+                elif self.command != "GET":
                     raise OssError(405, "MethodNotAllowed", "Only listing is supported here.")
-                self._list(bucket, query)
+                else:
+                    self._list(bucket, query)
             elif self.command == "GET" and "uploadId" in query:
                 self._list_parts(bucket, key, query)
             elif self.command in ("GET", "HEAD"):
@@ -710,6 +714,34 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 state.buckets[bucket].pop(key, None)
         self._send(204)
+
+    def _delete_many(self, bucket: str, query: dict[str, str], body: bytes) -> None:
+        """DeleteMultipleObjects: the keys listed in the XML body; missing ones count as deleted,
+        as on OSS. Quiet mode answers no keys."""
+        if not self.headers.get("Content-MD5"):
+            raise OssError(400, "MissingArgument", "Content-MD5 is required.")
+        self._check_md5(body)
+        try:
+            root = ElementTree.fromstring(body)
+            keys = [_text(node, "Key") for node in root.findall("Object")]
+        except (ElementTree.ParseError, ValueError):
+            raise OssError(
+                400, "MalformedXML", "The XML you provided was not well-formed."
+            ) from None
+        if not keys or len(keys) > 1000:
+            raise OssError(400, "MalformedXML", "Between 1 and 1000 keys may be deleted at once.")
+        state = self.server_state
+        with state._lock:
+            for name in keys:
+                state.buckets[bucket].pop(name, None)
+        url = query.get("encoding-type") == "url"
+        result = ElementTree.Element("DeleteResult")
+        if url:
+            _child(result, "EncodingType", "url")
+        if (root.findtext("Quiet") or "false").lower() != "true":
+            for name in keys:
+                _child(_child(result, "Deleted"), "Key", quote(name, safe="/") if url else name)
+        self._send(200, _xml(result), {"Content-Type": "application/xml"})
 
 
 def _text(node: ElementTree.Element, tag: str) -> str:

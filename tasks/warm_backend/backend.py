@@ -42,6 +42,9 @@ from tasks.warm_backend.protocol import parse_module_command, same_interpreter
 logger = logging.getLogger(__name__)
 
 BACKEND_NAME = "warm-fork"
+# backend_config key: variables for the entry point's process alone, on top of this process's
+# environment (a sweep's per-step thread budget: OMP_NUM_THREADS and the like).
+STEP_ENVIRONMENT_CONFIG = "step_environment"
 
 
 class WarmSubmittedRun(LocalSubmittedRun):
@@ -100,6 +103,7 @@ class WarmForkBackend(AbstractBackend):
         env = os.environ.copy()
         env.update(get_run_env_vars(run_id, experiment_id))
         env.update(get_databricks_env_vars(tracking_uri=mlflow.get_tracking_uri()))
+        env.update(backend_config.get(STEP_ENVIRONMENT_CONFIG) or {})
         logger.info("=== Running command '%s' in run with ID '%s' (warm-fork) ===", command, run_id)
         return WarmSubmittedRun(run_id, start_command(command, work_dir, env))
 

@@ -135,6 +135,24 @@ def preload(modules: tuple[str, ...] = PRELOAD_MODULES) -> tuple[list[str], list
     return loaded, failed
 
 
+def _limit_threads(value: str | None) -> None:
+    """Apply the request's OMP_NUM_THREADS to the libraries preloaded here: they read it when
+    they were imported, in the server, so a fresh value in the child alone would not reach
+    them (a sweep gives each of its parallel steps a share of the cores this way)."""
+    if not value or not value.isdigit() or int(value) < 1:
+        return
+    threads = int(value)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)  # OpenMP and BLAS pools, for this process
+    except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
 def _run_child(request: dict[str, Any], fds: list[int]) -> int:
     """In the forked child: become `python -m module args` in the request's environment."""
     for number, fd in enumerate(fds[:_MAX_FDS]):
@@ -144,6 +162,7 @@ def _run_child(request: dict[str, Any], fds: list[int]) -> int:
             os.close(fd)
     os.environ.clear()
     os.environ.update(request["env"])
+    _limit_threads(os.environ.get("OMP_NUM_THREADS"))
     cwd = request["cwd"]
     os.chdir(cwd)
     os.environ["PWD"] = cwd

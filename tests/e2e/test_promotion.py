@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -27,11 +26,13 @@ from prefect.runtime import flow_run
 from flows.config import load_config
 from flows.promotion import main as promotion_cli
 from flows.runtime import configure_services, promotion_lock
-from flows.train_pipeline import step_parameters, train_pipeline
+from flows.step_runner import step_parameters
+from flows.train_pipeline import train_pipeline
 from tasks.run_entry_point import run_entry_point
 from tasks.step_result import StepResult
 from tasks.tracking_store import ensure_experiment, latest_finished_run
 from tests.e2e.conftest import SMALL_DEMO, Workspace, copy_of, isolate
+from tests.loopback import free_port
 
 NAME = "housing_price"
 
@@ -225,12 +226,6 @@ def test_concurrent_promotions_end_with_one_champion_and_consistent_history(
         assert move["from_version"] == holder  # each move starts from the champion it replaced
         holder = move["to_version"]
     assert holder == lasso_version
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_champion_serves_raw_rows_over_http(store: Workspace) -> None:

@@ -18,7 +18,7 @@ from mlflow.projects.utils import MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG
 from tasks.run_entry_point import PROJECT_ROOT, interpreter_on_path, run_entry_point
 from tasks.step_failure import StepFailed
 from tasks.warm_backend import client
-from tasks.warm_backend.backend import WarmSubmittedRun
+from tasks.warm_backend.backend import STEP_ENVIRONMENT_CONFIG, WarmSubmittedRun
 from tests.e2e.conftest import Workspace
 
 PROBE_MLPROJECT = """
@@ -34,6 +34,26 @@ entry_points:
     command: "python -m warm_probe_crash"
   shell:
     command: "echo from-shell && exit 4"
+  threads:
+    parameters:
+      out: {type: string, default: ""}
+    command: "python -m warm_threads --out {out}"
+"""
+
+THREADS_PROBE = """
+import argparse, json, os
+import torch
+from threadpoolctl import threadpool_info
+parser = argparse.ArgumentParser()
+parser.add_argument("--out")
+args = parser.parse_args()
+with open(args.out, "w") as handle:
+    json.dump({
+        "torch": torch.get_num_threads(),
+        "pools": sorted({pool["num_threads"] for pool in threadpool_info()}),
+        "omp": os.environ.get("OMP_NUM_THREADS"),
+        "loky": os.environ.get("LOKY_MAX_CPU_COUNT"),
+    }, handle)
 """
 
 PROBE = """
@@ -62,6 +82,7 @@ def probe_project(workspace: Workspace) -> Path:
     (project / "MLproject").write_text(PROBE_MLPROJECT)
     (project / "warm_probe.py").write_text(textwrap.dedent(PROBE))
     (project / "warm_probe_crash.py").write_text("raise RuntimeError('boom')\n")
+    (project / "warm_threads.py").write_text(textwrap.dedent(THREADS_PROBE))
     interpreter_on_path()  # `python` in MLproject commands is this interpreter, as in the flow
     return project
 
@@ -74,7 +95,12 @@ def _experiment(workspace: Workspace) -> str:
 
 
 def _start(
-    workspace: Workspace, uri: Path, entry_point: str, backend: str = "warm-fork", **params: Any
+    workspace: Workspace,
+    uri: Path,
+    entry_point: str,
+    backend: str = "warm-fork",
+    step_environment: dict[str, str] | None = None,
+    **params: Any,
 ) -> Any:
     experiment_id = _experiment(workspace)
     run_id = workspace.client().create_run(experiment_id).info.run_id
@@ -87,7 +113,10 @@ def _start(
         env_manager="local",
         synchronous=False,
         backend=backend,
-        backend_config={MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG: run_id},
+        backend_config={
+            MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG: run_id,
+            STEP_ENVIRONMENT_CONFIG: step_environment or {},
+        },
     )
 
 
@@ -124,6 +153,27 @@ def test_the_child_gets_the_request_environment_cwd_and_argv(
     assert seen["probe"] == "set-after-the-server-started"
     assert seen["pid"] == submitted.command_proc.pid
     assert seen["pandas_preloaded"]  # forked from the warm server, not a fresh interpreter
+
+
+def test_a_step_environment_limits_the_preloaded_libraries_of_that_step_alone(
+    workspace: Workspace, probe_project: Path
+) -> None:
+    # A sweep's thread budget: the libraries were imported in the server, before the request.
+    budget = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "LOKY_MAX_CPU_COUNT": "1"}
+    limited, default = workspace.root / "limited.json", workspace.root / "default.json"
+    for out, environment in ((limited, budget), (default, None)):
+        submitted = _start(
+            workspace, probe_project, "threads", step_environment=environment, out=out
+        )
+        assert submitted.forked
+        assert submitted.wait()
+    seen = json.loads(limited.read_text())
+    assert seen == {"torch": 1, "pools": [1], "omp": "1", "loky": "1"}
+    # The next step without a budget keeps the libraries' own default (all cores).
+    unlimited = json.loads(default.read_text())
+    assert unlimited["omp"] is None
+    if len(os.sched_getaffinity(0)) > 1:
+        assert unlimited["torch"] > 1
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,18 +27,12 @@ from prefect.client.schemas.sorting import DeploymentSort
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.spec import PROJECT_ROOT, load_deployments
+from tests.loopback import free_port, healthy
 
 PREFECT_CLI = Path(sys.executable).with_name("prefect")
 SERVER_START_TIMEOUT_S = 180.0
 # A small pipeline: data_check needs >= 500 clean rows.
 SMALL_RUN = ["data.demo_rows=2000", "task.retries=0"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -120,12 +111,18 @@ class PrefectServer:
         return base_env(self.home) | {"PREFECT_API_URL": self.api_url}
 
 
-def _healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+def wait_until_healthy(
+    process: Process, url: str, what: str, timeout_s: float = SERVER_START_TIMEOUT_S
+) -> None:
+    """Wait for `url`/health to answer; on a timeout or an early exit, stop the process and fail
+    with its log."""
+    deadline = time.monotonic() + timeout_s
+    while not healthy(url):
+        if process.popen.poll() is not None or time.monotonic() > deadline:
+            tail = process.log_tail()
+            process.stop()
+            pytest.fail(f"{what} did not answer {url}/health:\n{tail}")
+        time.sleep(0.5)
 
 
 def start_server(home: Path) -> PrefectServer:
@@ -142,13 +139,7 @@ def start_server(home: Path) -> PrefectServer:
     }
     command = [str(PREFECT_CLI), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     process = start_process("prefect-server", command, env, home, home)
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while not _healthy(api_url):
-        if process.popen.poll() is not None or time.monotonic() > deadline:
-            tail = process.log_tail()
-            process.stop()
-            pytest.fail(f"prefect server did not become healthy on {api_url}:\n{tail}")
-        time.sleep(0.5)
+    wait_until_healthy(process, api_url, "prefect server")
     return PrefectServer(api_url, f"http://127.0.0.1:{port}", home, process)
 
 

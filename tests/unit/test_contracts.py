@@ -28,7 +28,7 @@ from flows.config import (
     load_config,
 )
 from flows.pipeline_steps import MAINTENANCE_ENTRY_POINTS, SPEC_BY_NAME, STEP_NAMES
-from flows.train_pipeline import step_parameters
+from flows.step_runner import step_parameters
 from steps.train.model_factory import COMMON_DEFAULTS, HYPERPARAMETERS, MODEL_NAMES, build_model
 from tasks.parameters import normalize
 

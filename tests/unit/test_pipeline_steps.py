@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flows.pipeline_steps import SPEC_BY_NAME, STEP_NAMES, STEPS
-from flows.train_pipeline import upstream_steps_to_reuse
+from flows.step_runner import upstream_steps_to_reuse
 
 
 @pytest.mark.parametrize(

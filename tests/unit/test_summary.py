@@ -152,3 +152,20 @@ def test_step_line_of_reused_result_is_reused() -> None:
 def test_step_line_of_step_without_rows() -> None:
     line = step_line(StepResult(step="promote", run_id="x", metrics={"work_seconds": 0.5}))
     assert (line.rows_in, line.rows_out, line.work_seconds) == (None, None, 0.5)
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "https://mlflow.example.org"])
+def test_a_tracking_server_is_opened_in_a_browser_not_with_mlflow_ui(uri: str) -> None:
+    text = _summary(tracking_uri=uri).render()
+    assert text.splitlines()[-1] == f"look at it all: {uri}"
+    assert "mlflow ui" not in text
+
+
+def test_the_ui_hint_never_shows_a_password() -> None:
+    local = _summary(tracking_uri="postgresql://ml:s3cret@db:5432/mlflow").render()
+    assert (
+        "look at it all: mlflow ui --backend-store-uri postgresql://ml:***@db:5432/mlflow" in local
+    )
+    served = _summary(tracking_uri="https://ml:s3cret@mlflow.example.org").render()
+    assert served.splitlines()[-1] == "look at it all: https://ml:***@mlflow.example.org"
+    assert "s3cret" not in local + served

@@ -1,0 +1,310 @@
+"""A sweep: model variants trained and evaluated in parallel, and the best one promoted.
+
+    python -m flows.sweep                                  # the variants of conf/sweep/models.yaml
+    python -m flows.sweep sweep=lasso_alpha data.source=/data/listings.csv
+    python -m flows.train_pipeline --multirun model=torch_lasso,random_forest model.alpha=0.01,0.001
+
+The variants share one download, cleaning, check and split (run once, in this process, as in
+the pipeline). Then every variant's train and evaluate run on a Dask cluster through Prefect's
+`DaskTaskRunner`: a temporary local one by default (`sweep.dask.n_workers` processes), or an
+existing cluster (`sweep.dask.address=tcp://HOST:8786`). Each variant has its own MLflow run, a
+child of the sweep's parent run, with its train and evaluate runs beneath it. The variant with
+the best validation score (`val_` + `promotion.metric`) goes through the usual promotion against
+the champion; the test rows decide nothing before that.
+
+A variant that fails does not stop the others; the sweep then fails naming each failed variant,
+promotes nothing, and a re-run trains only what did not finish (the step cache stands in for
+the rest). Exit codes: 0 done, 1 a step or variant failed, 2 the configuration cannot run.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture, as_completed
+from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner
+
+from flows.artifacts import publish_sweep_artifacts
+from flows.config import ConfigError
+from flows.dask_runner import (
+    SweepClusterError,
+    available_cores,
+    cluster_starting,
+    describe,
+    step_environment,
+)
+from flows.runtime import prepare_process
+from flows.step_runner import PipelineError, StepRunner, source_label, start_flow
+from flows.summary import build_summary, test_scores
+from flows.sweep_plan import (
+    MULTIRUN_FLAGS,
+    VARIANT_STEPS,
+    SweepPlan,
+    Variant,
+    plan_sweep,
+    split_multirun,
+)
+from flows.sweep_summary import SweepSummary, VariantLine
+from tasks.pipeline_run import (
+    end_pipeline_run,
+    end_variant_run,
+    start_variant_run,
+)
+from tasks.step_failure import StepFailed
+from tasks.step_result import StepResult
+
+logger = logging.getLogger(__name__)
+
+
+class SweepFailed(RuntimeError):
+    """One or more variants failed; nothing was promoted."""
+
+
+@dataclass
+class VariantOutcome:
+    """What became of one variant while the sweep runs."""
+
+    variant: Variant
+    run_id: str
+    train: StepResult | None = None
+    evaluate: StepResult | None = None
+    failed_step: str | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.evaluate is not None
+
+    def score(self, metric: str) -> float | None:
+        return self.train.metrics.get(metric) if self.train else None
+
+    def line(self, metric: str, best: bool) -> VariantLine:
+        steps = [result for result in (self.train, self.evaluate) if result is not None]
+        if self.failed_step:
+            status = f"failed at {self.failed_step}"
+        elif steps and all(result.cached for result in steps):
+            status = "cached"
+        else:
+            status = "ran"
+        return VariantLine(
+            index=self.variant.index,
+            label=self.variant.label,
+            model=self.variant.cfg.model.name,
+            run_id=self.run_id,
+            status=status,
+            selection_score=self.score(metric),
+            test_metrics=test_scores(self.evaluate),
+            wall_seconds=sum(result.wall_seconds for result in steps),
+            error=self.error,
+            best=best,
+        )
+
+
+def _failure(error: BaseException) -> str:
+    if isinstance(error, StepFailed):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def run_variants(
+    runner: TaskRunner[Any],
+    steps: StepRunner,
+    plan: SweepPlan,
+    shared: Mapping[str, StepResult],
+    parent_run_id: str,
+    step_environment: Mapping[str, str],
+) -> list[VariantOutcome]:
+    """Train every variant, and evaluate each as soon as its training finished; each step's
+    process gets `step_environment` (its thread budget)."""
+    outcomes: list[VariantOutcome] = []
+    pending: dict[PrefectFuture[StepResult], tuple[VariantOutcome, str]] = {}
+    for variant in plan.variants:
+        run_id = start_variant_run(
+            steps.experiment_id,
+            parent_run_id,
+            variant.name,
+            steps.flow_run_id,
+            {
+                "variant": variant.label,
+                "model": variant.cfg.model.name,
+                "model_config": variant.cfg.model.model_dump_json(),
+            },
+        )
+        outcome = VariantOutcome(variant, run_id)
+        outcomes.append(outcome)
+        future = steps.submit(runner, "train", shared, run_id, variant.cfg, step_environment)
+        pending[future] = (outcome, "train")
+    while pending:
+        future = next(as_completed(list(pending)))
+        outcome, step = pending.pop(future)
+        try:
+            result = future.result()
+        except Exception as error:  # reported with the variant; the others go on
+            outcome.failed_step, outcome.error = step, _failure(error)
+            _close(outcome, plan)
+            continue
+        if step == "train":
+            outcome.train = result
+            upstream = {**shared, "train": result}
+            follow = steps.submit(
+                runner, "evaluate", upstream, outcome.run_id, outcome.variant.cfg, step_environment
+            )
+            pending[follow] = (outcome, "evaluate")
+        else:
+            outcome.evaluate = result
+            _close(outcome, plan)
+    return outcomes
+
+
+def _close(outcome: VariantOutcome, plan: SweepPlan) -> None:
+    metrics = {
+        key: value
+        for result in (outcome.train, outcome.evaluate)
+        if result is not None
+        for key, value in result.metrics.items()
+        if key.startswith(("val_", "test_"))
+    }
+    tags = {"sweep.variant": outcome.variant.label}
+    if outcome.error:
+        tags["step.error_message"] = outcome.error[:5000]
+    end_variant_run(outcome.run_id, outcome.finished, metrics, tags)
+
+
+def pick_best(outcomes: Sequence[VariantOutcome], plan: SweepPlan) -> VariantOutcome:
+    """The finished variant with the best validation score (the first of equals)."""
+    metric = plan.selection_metric
+    scored = [o for o in outcomes if o.finished and o.score(metric) is not None]
+    if not scored:
+        raise SweepFailed(f"no variant reported {metric}; nothing to choose from")
+    sign = 1.0 if plan.minimize else -1.0
+    return min(scored, key=lambda o: sign * float(o.score(metric) or 0.0))
+
+
+def _flow_run_name() -> str:
+    """Readable in the Prefect UI: how many variants, the data source and the date."""
+    parameters = flow_run.parameters
+    try:
+        plan = plan_sweep(parameters.get("overrides") or [], parameters.get("variants"))
+    except ConfigError:
+        return f"sweep-invalid-config-{datetime.now(UTC):%Y%m%d-%H%M}"
+    count = len(plan.variants)
+    return f"sweep-{count}-variants-{source_label(plan.base)}-{datetime.now(UTC):%Y%m%d-%H%M}"
+
+
+@flow(name="sweep", flow_run_name=_flow_run_name)
+def sweep(
+    overrides: list[str] | None = None, variants: list[list[str]] | None = None
+) -> SweepSummary:
+    """Train and evaluate the variants in parallel, then promote the best (validated first).
+
+    `overrides` hold for every variant; `variants` lists each one's own overrides (None: the
+    configuration's `sweep.variants`, from conf/sweep/).
+    """
+    log = get_run_logger()
+    plan = plan_sweep(overrides or [], variants)
+    cfg = plan.base
+    for variant in plan.variants:
+        skipped = f" ({', '.join(variant.not_applicable)} not a setting of its model)"
+        log.info(
+            "variant %d: %s%s",
+            variant.index,
+            variant.label,
+            skipped if variant.not_applicable else "",
+        )
+    if plan.repeats:
+        log.info("trained once, same settings as another variant: %s", "; ".join(plan.repeats))
+    run_name = f"sweep-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    start = start_flow(
+        cfg,
+        overrides or [],
+        run_name,
+        run_name,  # the W&B group of every step's run
+        {"variants": len(plan.variants)},
+        log,
+        kind="sweep",
+    )
+    steps, results, parent_run_id = start.steps, start.results, start.parent_run_id
+    if cfg.sweep.dask.address and not start.tracking_uri.startswith(("http://", "https://")):
+        log.warning(
+            "the Dask cluster at %s writes to tracking store %s: workers on other machines "
+            "cannot reach a local store; start a tracking server (make mlflow-server) and set "
+            "MLFLOW_TRACKING_URI=http://HOST:PORT",
+            cfg.sweep.dask.address,
+            start.tracking_uri,
+        )
+    shared_steps = [s for s in cfg.main.steps if s not in (*VARIANT_STEPS, "promote")]
+    succeeded = False
+    try:
+        warm = cfg.main.backend == "warm-fork" and cfg.main.env_manager == "local"
+        with cluster_starting(cfg.sweep.dask, warm, log) as cluster:
+            for step in shared_steps:  # here, while the cluster starts
+                results[step] = steps.run(step, results, parent_run_id)
+            runner = cluster.ready()
+            started = time.monotonic()
+            budget = step_environment(cfg.sweep.dask, available_cores())
+            outcomes = run_variants(runner, steps, plan, results, parent_run_id, budget)
+            variants_seconds = time.monotonic() - started
+        failed = [o for o in outcomes if o.error]
+        if failed:
+            raise SweepFailed(
+                f"{len(failed)} of {len(outcomes)} variants failed, nothing promoted (a re-run "
+                "trains only what did not finish): "
+                + "; ".join(f"variant '{o.variant.label}': {o.error}" for o in failed)
+            )
+        best = pick_best(outcomes, plan)
+        assert best.train is not None and best.evaluate is not None
+        results |= {"train": best.train, "evaluate": best.evaluate}
+        log.info("best on validation (%s): %s", plan.selection_metric, best.variant.label)
+        if "promote" in cfg.main.steps:
+            results["promote"] = steps.run("promote", results, parent_run_id, best.variant.cfg)
+        succeeded = True
+    finally:
+        end_pipeline_run(parent_run_id, succeeded)
+
+    summary = SweepSummary(
+        pipeline=build_summary(best.variant.cfg, results, parent_run_id, start.tracking_uri),
+        variants=[o.line(plan.selection_metric, o is best) for o in outcomes],
+        selection_metric=plan.selection_metric,
+        minimize=plan.minimize,
+        variants_seconds=variants_seconds,
+        runner=describe(cfg.sweep.dask, available_cores()),
+        repeats=list(plan.repeats),
+    )
+    publish_sweep_artifacts(summary, steps.experiment_id)
+    log.info("sweep finished: %s", summary.headline())
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in ("-h", "--help") for arg in arguments):
+        sys.stdout.write(__doc__ or "")
+        return 0
+    prepare_process()
+    variants: list[list[str]] | None = None
+    try:
+        if any(arg in MULTIRUN_FLAGS for arg in arguments):
+            arguments, variants = split_multirun(arguments)
+        plan_sweep(arguments, variants)  # refused before any work, with the reason
+    except ConfigError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    try:
+        summary = sweep(overrides=arguments, variants=variants)
+    except (StepFailed, PipelineError, SweepFailed, SweepClusterError, ConfigError) as error:
+        sys.stderr.write(f"sweep failed: {error}\n")
+        return 1
+    sys.stdout.write(summary.render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
