@@ -253,7 +253,8 @@ def cluster_starting(
     """A task runner whose cluster starts now, in the background; closed on exit."""
     cores = available_cores()
     scratch = Path(tempfile.mkdtemp(prefix="sweep-dask-"))
-    api_url = None if settings.address else _prefect_api_url()
+    # Only worker processes of a local cluster need telling where the Prefect API is.
+    api_url = _prefect_api_url() if settings.processes and not settings.address else None
     runner = task_runner(settings, cores, api_url, scratch)
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, scratch, True)

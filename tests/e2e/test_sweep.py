@@ -8,16 +8,21 @@ two Dask worker processes, over the real entry points and a temporary tracking s
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import dask
 import pytest
 import torch
 from mlflow.entities import Run
 
+from flows.config import load_config
+from flows.dask_runner import SweepClusterError, cluster_starting
 from flows.sweep import main as sweep_main
 from flows.train_pipeline import main as pipeline_main
 from tests.e2e.conftest import SMALL_DEMO, Workspace
+from tests.loopback import free_port
 
 NAME = "housing_price"
 
@@ -133,3 +138,14 @@ def test_a_sweep_that_cannot_run_is_refused_before_any_work(
     assert "changes data.demo_rows" in capsys.readouterr().err
     assert not (workspace.root / "mlruns").exists()
     assert not Path(workspace.root / "wandb").exists()
+
+
+def test_an_unreachable_dask_scheduler_is_reported_with_what_to_do() -> None:
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = load_config([f"sweep.dask.address={address}"]).sweep.dask
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "2s"}),
+        cluster_starting(settings, False, logging.getLogger(__name__)) as cluster,
+        pytest.raises(SweepClusterError, match=rf"cannot reach the Dask scheduler at {address}"),
+    ):
+        cluster.ready()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
 
+import psutil
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import Artifact, FlowRun
@@ -109,6 +110,19 @@ class PrefectServer:
 
     def client_env(self) -> dict[str, str]:
         return base_env(self.home) | {"PREFECT_API_URL": self.api_url}
+
+
+def group_command_lines(group: int) -> list[str]:
+    """Command lines of the live processes in a process group (zombies left out): what is still
+    running of a server, and what `ps` would show of its arguments."""
+    lines = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if os.getpgid(proc.pid) == group and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                lines.append(" ".join(proc.info["cmdline"] or []))
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return lines
 
 
 def wait_until_healthy(

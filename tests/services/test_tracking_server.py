@@ -11,7 +11,6 @@ contend for. The registry is read back over HTTP and straight from PostgreSQL.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 import subprocess
@@ -24,7 +23,6 @@ from typing import Any
 from uuid import UUID
 
 import mlflow
-import psutil
 import pytest
 from mlflow.entities import Run
 
@@ -35,6 +33,7 @@ from tests.services.conftest import (
     PrefectServer,
     Process,
     base_env,
+    group_command_lines,
     start_process,
     wait_until_healthy,
 )
@@ -109,23 +108,11 @@ def tracking_server(postgres: PostgresServer, services_home: Path) -> Iterator[T
         process.popen.send_signal(signal.SIGTERM)
         try:
             code = process.popen.wait(timeout=60)
-            left = _group_members(process.popen.pid)
+            left = group_command_lines(process.popen.pid)
         finally:
             process.stop()
         assert code == 0, f"tracking server exited {code}:\n{process.log_tail()}"
         assert not left, f"still running after the server stopped: {left}"
-
-
-def _group_members(group: int) -> list[str]:
-    """Command lines of the live processes in a process group (zombies left out)."""
-    members = []
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-        try:
-            if os.getpgid(proc.pid) == group and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                members.append(" ".join(proc.info["cmdline"] or []))
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return members
 
 
 def _start_pipeline(
@@ -236,7 +223,7 @@ def test_the_server_says_where_clients_go_and_never_shows_the_password(
     assert "backend postgresql://mlflow:***@127.0.0.1:" in log
     assert "(schema created)" in log
     assert tracking_server.password not in log
-    members = _group_members(tracking_server.process.popen.pid)
+    members = group_command_lines(tracking_server.process.popen.pid)
     assert any("mlflow server --serve-artifacts" in line for line in members), members
     assert any("uvicorn" in line for line in members), members
     assert not [line for line in members if tracking_server.password in line]

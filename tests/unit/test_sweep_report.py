@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -17,14 +18,18 @@ from flows.dask_runner import (
 )
 from flows.summary import PipelineSummary
 from flows.sweep import SweepFailed, VariantOutcome, pick_best
-from flows.sweep_plan import plan_sweep
+from flows.sweep_plan import SweepPlan, plan_sweep
 from flows.sweep_summary import SweepSummary, VariantLine
 from tasks.step_result import StepResult
 
 
+@functools.cache
+def _three_variants() -> SweepPlan:
+    return plan_sweep([], [["model.alpha=0.1"], ["model.alpha=0.2"], ["model.alpha=0.3"]])
+
+
 def _outcome(plan_index: int, val_mae: float | None, finished: bool = True) -> VariantOutcome:
-    plan = plan_sweep([], [["model.alpha=0.1"], ["model.alpha=0.2"], ["model.alpha=0.3"]])
-    variant = plan.variants[plan_index]
+    variant = _three_variants().variants[plan_index]
     metrics = {} if val_mae is None else {"val_mae": val_mae}
     outcome = VariantOutcome(
         variant, f"run-{plan_index}", train=StepResult("train", "t", {}, metrics)
