@@ -357,7 +357,8 @@ def dask_cluster(prefect_server: PrefectServer, services_home: Path) -> Iterator
     workdir.mkdir(parents=True)
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = prefect_server.client_env()
+    # Scratch space (the scheduler's too) under this session's folder, removed with it.
+    env = prefect_server.client_env() | {"DASK_TEMPORARY_DIRECTORY": str(root)}
     assert not any(name.startswith("MLFLOW_TRACKING") for name in env)
     scheduler = start_process(
         "dask-scheduler",
