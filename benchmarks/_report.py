@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,14 @@ def run_fresh_process(
     figures: dict[str, Any] = json.loads(figures_path.read_text())
     figures["process_seconds"] = wall
     return figures
+
+
+def alternating(modes: Sequence[str], repeats: int) -> Iterator[tuple[int, str]]:
+    """(repeat, mode) for every run: the order of the modes reverses on every other repeat, so
+    that a load change on a shared machine hits every mode alike."""
+    for repeat in range(repeats):
+        for mode in modes if repeat % 2 == 0 else modes[::-1]:
+            yield repeat, mode
 
 
 def median(values: Sequence[float]) -> float:

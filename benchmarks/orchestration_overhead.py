@@ -35,6 +35,7 @@ from typing import Any
 from benchmarks._report import (
     PROJECT_ROOT,
     Report,
+    alternating,
     command_line,
     median,
     out,
@@ -259,15 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     report = Report("orchestration_overhead", command_line())
     every: dict[str, list[dict[str, Any]]] = {mode: [] for mode in ("baseline", *BACKENDS)}
     order = list(every)
-    for repeat in range(args.repeats):
-        # Alternate the order, so that a load change on a shared machine hits every mode alike.
-        for mode in order if repeat % 2 == 0 else order[::-1]:
-            with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as work_dir:
-                out(f"run {repeat + 1}/{args.repeats}: {mode} in {work_dir} ...")
-                figures = run_child(mode, args.demo_rows, Path(work_dir), args.verbose)
-                figures["load_average_1min"] = os.getloadavg()[0]
-                every[mode].append(figures)
-                out(f"  {mode}: {figures['process_seconds']:.1f} s")
+    for repeat, mode in alternating(order, args.repeats):
+        with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as work_dir:
+            out(f"run {repeat + 1}/{args.repeats}: {mode} in {work_dir} ...")
+            figures = run_child(mode, args.demo_rows, Path(work_dir), args.verbose)
+            figures["load_average_1min"] = os.getloadavg()[0]
+            every[mode].append(figures)
+            out(f"  {mode}: {figures['process_seconds']:.1f} s")
     runs = {mode: median_run(figures) for mode, figures in every.items()}
     report_figures(report, runs, args.demo_rows)
     report.extra["demo_rows"] = args.demo_rows

@@ -29,7 +29,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import Report, command_line, median, out, run_fresh_process
+from benchmarks._report import (
+    Report,
+    alternating,
+    command_line,
+    median,
+    out,
+    run_fresh_process,
+)
 
 # "Clearly less time": at most this share of the one-after-another time.
 RATIO_BOUND = 0.8
@@ -149,22 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     report = Report("sweep_parallel", command_line())
     workers = {MODES[0]: 1, MODES[1]: args.workers}
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
-    for repeat in range(args.repeats):
-        # Alternate the order, so that a load change on a shared machine hits both alike.
-        for mode in MODES if repeat % 2 == 0 else MODES[::-1]:
-            with tempfile.TemporaryDirectory(prefix="bench-sweep-") as work_dir:
-                out(f"run {repeat + 1}/{args.repeats}: {mode} ({workers[mode]} workers) ...")
-                arguments = ["--sweep", args.sweep, "--demo-rows", str(args.demo_rows)]
-                arguments += ["--child-workers", str(workers[mode])]
-                figures = run_fresh_process(
-                    "benchmarks.sweep_parallel", arguments, Path(work_dir), args.verbose
-                )
-                figures["load_average_1min"] = os.getloadavg()[0]
-                runs[mode].append(figures)
-                out(
-                    f"  {mode}: variants {figures['variants_seconds']:.1f} s, "
-                    f"process {figures['process_seconds']:.1f} s"
-                )
+    for repeat, mode in alternating(MODES, args.repeats):
+        with tempfile.TemporaryDirectory(prefix="bench-sweep-") as work_dir:
+            out(f"run {repeat + 1}/{args.repeats}: {mode} ({workers[mode]} workers) ...")
+            arguments = ["--sweep", args.sweep, "--demo-rows", str(args.demo_rows)]
+            arguments += ["--child-workers", str(workers[mode])]
+            figures = run_fresh_process(
+                "benchmarks.sweep_parallel", arguments, Path(work_dir), args.verbose
+            )
+            figures["load_average_1min"] = os.getloadavg()[0]
+            runs[mode].append(figures)
+            out(
+                f"  {mode}: variants {figures['variants_seconds']:.1f} s, "
+                f"process {figures['process_seconds']:.1f} s"
+            )
     report.extra |= report_figures(report, runs, args.workers)
     report.extra |= {"demo_rows": args.demo_rows, "sweep": args.sweep, "runs": runs}
     report.finish(args.results_dir)

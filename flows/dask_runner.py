@@ -209,6 +209,9 @@ class ClusterStart:
         except SweepClusterError as error:
             self.error = error
         except (OSError, TimeoutError) as error:
+            if not self.settings.address:  # a local cluster's own failure: as it is
+                self.error = error
+                return
             self.error = SweepClusterError(
                 f"cannot reach the Dask scheduler at {self.settings.address}: {error}; start "
                 "it (dask scheduler) or use a local cluster (sweep.dask.address=null)"

@@ -55,3 +55,11 @@ def test_a_slow_parallel_sweep_or_another_winner_misses_the_targets(tmp_path: Pa
     targets = _targets(runs, tmp_path)
     assert not targets["variants on 2 workers / one after another"].met
     assert not targets["same winner and scores in both modes"].met
+
+
+def test_runs_alternate_the_order_of_the_modes() -> None:
+    from benchmarks._report import alternating
+
+    assert list(alternating(("a", "b"), 3)) == [
+        (0, "a"), (0, "b"), (1, "b"), (1, "a"), (2, "a"), (2, "b"),
+    ]  # fmt: skip
