@@ -133,6 +133,10 @@ class DataConfig(_Strict):
     demo_seed: Annotated[int, Field(ge=0)]
     compression: Literal["zstd", "snappy", "gzip", "lz4", "brotli", "none"]
     http_timeout_s: Annotated[float, Field(gt=0)]
+    # Bounds on an untrusted source (docs/source_limits.md); defaults as in conf/config.yaml.
+    max_source_mb: Annotated[float, Field(gt=0, le=1_048_576)] = 4096
+    max_compression_ratio: Annotated[float, Field(gt=1, le=100_000)] = 100
+    download_deadline_s: Annotated[float, Field(gt=0, le=604_800)] = 1200
 
     @field_validator("source")
     @classmethod

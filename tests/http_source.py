@@ -21,6 +21,10 @@ class Behaviour:
     content_type: str = "text/csv"
     faults: list[int] = field(default_factory=list)  # HTTP status per request, 0: serve body
     delay_s: float = 0.0
+    # > 0: send the body one byte at a time, this long apart (a server that drips).
+    drip_s: float = 0.0
+    # False: no Content-Length; the body ends when the connection closes.
+    send_length: bool = True
     requests: int = 0
 
 
@@ -40,9 +44,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("Content-Type", behaviour.content_type)
-        self.send_header("Content-Length", str(len(behaviour.body)))
+        if behaviour.send_length:
+            self.send_header("Content-Length", str(len(behaviour.body)))
         self.end_headers()
-        self.wfile.write(behaviour.body)
+        if not behaviour.drip_s:
+            self.wfile.write(behaviour.body)
+            return
+        try:
+            for index in range(len(behaviour.body)):
+                self.wfile.write(behaviour.body[index : index + 1])
+                self.wfile.flush()
+                time.sleep(behaviour.drip_s)
+        except OSError:  # the client gave up: what the drip tests want
+            return
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
         return
@@ -53,7 +67,7 @@ def http_source(behaviour: Behaviour) -> Iterator[str]:
     """Serve `behaviour` on 127.0.0.1; yields the URL of /listings.csv."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.behaviour = behaviour  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/listings.csv"

@@ -2,7 +2,10 @@
 
 The file is read and written block by block so a source larger than memory converts too, and the
 output appears under its final name only once it is complete. Every way a source can fail to be a
-listings file is reported as a SourceError that names the problem and the fix.
+listings file is reported as a SourceError that names the problem and the fix. The bytes the
+reader pulls are counted as they stream (`source_limits.BoundedReader`): a source past
+data.max_source_mb of CSV, or a gzip file expanding more than data.max_compression_ratio, stops
+at the next block, before it can fill the disk with Parquet or the memory with batches.
 
 Speed: parsing and writing overlap. One thread parses CSV blocks into record batches (pyarrow
 releases the GIL while it parses), the calling thread encodes and compresses fixed-size row groups,
@@ -22,6 +25,7 @@ import re
 import threading
 import uuid
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +35,7 @@ import pyarrow.parquet as pq
 
 from steps.common.errors import ConfigurationError, SourceError
 from steps.common.listing_columns import LISTING_ARROW_TYPES, LISTING_COLUMNS
+from steps.ingest.source_limits import BoundedReader, SourceLimits
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +69,15 @@ def convert_csv_to_parquet(
     dst: Path,
     compression: str = "zstd",
     block_size: int = DEFAULT_BLOCK_SIZE,
+    limits: SourceLimits | None = None,
 ) -> ConversionStats:
     """Convert `src` (CSV or gzip CSV) to Parquet at `dst` with the 16 contract columns and types.
 
     Extra source columns are dropped with a warning: the contract is the 16 listing columns.
+    `limits` bounds the CSV bytes read and the gzip expansion (default: SourceLimits()).
     """
     src, dst = Path(src), Path(dst)
+    limits = SourceLimits() if limits is None else limits
     codec = _parquet_codec(compression)
     if block_size < 1:
         raise ConfigurationError(f"block_size must be a positive number of bytes, got {block_size}")
@@ -85,6 +93,8 @@ def convert_csv_to_parquet(
             "Fix: re-download or re-export the listings CSV; it needs a header and data rows."
         )
     gzipped = _is_gzip(src)
+    if not gzipped:
+        limits.check_size(f"Source file {src}", input_bytes)
     header = _read_header(src, gzipped)
     extra = _check_header(src, header)
     if extra:
@@ -103,7 +113,7 @@ def convert_csv_to_parquet(
     rows = 0
     try:
         with (
-            _open_stream(src, gzipped) as stream,
+            _bounded_stream(src, gzipped, limits) as stream,
             pq.ParquetWriter(tmp, schema, compression=codec) as writer,
         ):
             try:
@@ -295,6 +305,19 @@ def _open_stream(path: Path, gzipped: bool) -> pa.NativeFile:
     return pa.input_stream(str(path), compression="gzip" if gzipped else None)
 
 
+@contextmanager
+def _bounded_stream(path: Path, gzipped: bool, limits: SourceLimits) -> Iterator[pa.PythonFile]:
+    """The CSV bytes of `path` for the reader, stopped at the size and compression-ratio limits."""
+    stored = pa.OSFile(str(path), "rb")
+    stream = pa.CompressedInputStream(stored, "gzip") if gzipped else stored
+    bounded = BoundedReader(stream, f"Source file {path}", limits, stored if gzipped else None)
+    try:
+        yield pa.PythonFile(bounded, mode="r")
+    finally:
+        stream.close()
+        stored.close()
+
+
 def _gzip_error(path: Path, exc: BaseException) -> SourceError:
     return SourceError(
         f"Source file {path} is a truncated or corrupt gzip file ({exc}). "
@@ -309,6 +332,7 @@ def _read_header(path: Path, gzipped: bool) -> list[str]:
             head = stream.read(_HEADER_PEEK)
     except OSError as exc:
         raise _gzip_error(path, exc) from exc
+    filled = len(head) >= _HEADER_PEEK  # the header may go on past what was read
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
     if not head.strip():
@@ -316,7 +340,17 @@ def _read_header(path: Path, gzipped: bool) -> list[str]:
             f"Source file {path} is empty (no header line). "
             "Fix: re-download or re-export the listings CSV; it needs a header and data rows."
         )
-    line_end = head.find(b"\n")
+    # The header ends at the first line break (\n, \r\n, or a lone \r as old exports write).
+    breaks = [index for index in (head.find(b"\n"), head.find(b"\r")) if index >= 0]
+    line_end = min(breaks, default=-1)
+    if line_end < 0 and filled:
+        raise SourceError(
+            f"Source file {path} has no line break in its first {_HEADER_PEEK:,} bytes: its "
+            f"header line is longer than the {_HEADER_PEEK:,} bytes the reader takes for a "
+            "header (a listings header is about 200), so it is not a listings CSV, or it has "
+            "no line breaks. Fix: export the listings as CSV with one header line of column "
+            "names and newline line endings."
+        )
     header_bytes = head if line_end < 0 else head[:line_end]
     try:
         header_text = header_bytes.decode("utf-8")

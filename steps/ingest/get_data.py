@@ -12,6 +12,12 @@ from steps.common.outputs import publish_file
 from steps.common.tracking import scratch_dir, step_run
 from steps.common.wandb_mirror import WandbMirror
 from steps.ingest.csv_to_parquet import convert_csv_to_parquet
+from steps.ingest.source_limits import (
+    DEFAULT_DOWNLOAD_DEADLINE_S,
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    DEFAULT_MAX_SOURCE_MB,
+    SourceLimits,
+)
 from steps.ingest.sources import fetch_source, redact_source, source_kind
 
 logger = logging.getLogger(__name__)
@@ -28,10 +34,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--http_timeout_s", type=float, default=60.0, help="network timeout of HTTP(S) and OSS"
     )
+    parser.add_argument(
+        "--max_source_mb",
+        type=float,
+        default=DEFAULT_MAX_SOURCE_MB,
+        help="most MB downloaded, and of CSV read after decompression",
+    )
+    parser.add_argument(
+        "--max_compression_ratio",
+        type=float,
+        default=DEFAULT_MAX_COMPRESSION_RATIO,
+        help="most a gzip source may expand (decompressed / stored bytes)",
+    )
+    parser.add_argument(
+        "--download_deadline_s",
+        type=float,
+        default=DEFAULT_DOWNLOAD_DEADLINE_S,
+        help="most seconds a whole HTTP(S) or OSS download may take",
+    )
     return parser
 
 
+def source_limits(args: argparse.Namespace) -> SourceLimits:
+    """The bounds of this run's source, from its parameters."""
+    return SourceLimits(
+        max_source_mb=args.max_source_mb,
+        max_compression_ratio=args.max_compression_ratio,
+        download_deadline_s=args.download_deadline_s,
+    )
+
+
 def main(args: argparse.Namespace) -> None:
+    limits = source_limits(args)
     with step_run() as run, scratch_dir() as work:
         kind = source_kind(args.source)
         fetched = fetch_source(
@@ -40,8 +74,11 @@ def main(args: argparse.Namespace) -> None:
             demo_rows=args.demo_rows,
             demo_seed=args.demo_seed,
             timeout_s=args.http_timeout_s,
+            limits=limits,
         )
-        stats = convert_csv_to_parquet(fetched.path, work / "raw.parquet", args.compression)
+        stats = convert_csv_to_parquet(
+            fetched.path, work / "raw.parquet", args.compression, limits=limits
+        )
         mlflow.set_tags(
             {
                 "data.source_kind": kind,

@@ -29,6 +29,7 @@ from connectors.oss import (
     parse_oss_uri,
 )
 from steps.common.errors import ConfigurationError, SourceError, StepError, TransientError
+from steps.ingest.source_limits import Deadline, SourceLimits
 
 if TYPE_CHECKING:
     import oss2
@@ -163,12 +164,23 @@ class _Progress:
 
 
 def download_object(
-    bucket: oss2.Bucket, location: OssLocation, entry: ObjectEntry, into: Path
+    bucket: oss2.Bucket,
+    location: OssLocation,
+    entry: ObjectEntry,
+    into: Path,
+    limits: SourceLimits | None = None,
 ) -> DownloadedObject:
-    """Stream one object to `into/<its file name>`; verified, or no file at all."""
+    """Stream one object to `into/<its file name>`; verified, or no file at all.
+
+    An object larger than `limits.max_source_mb` is refused before any byte is read; the
+    download stops once `limits.download_deadline_s` is spent (checked after each 1 MiB read).
+    """
     from oss2.exceptions import InconsistentError
 
+    limits = SourceLimits() if limits is None else limits
     uri = location.key_uri(entry.key)
+    limits.check_size(uri, entry.size)
+    deadline = Deadline(limits.download_deadline_s, uri)
     target = into / (Path(entry.key).name or "listings.csv")
     partial = target.with_name(target.name + ".part")
     started = time.monotonic()
@@ -183,6 +195,9 @@ def download_object(
                 while chunk := result.read(CHUNK_BYTES):
                     sink.write(chunk)
                     progress.update(len(chunk))
+                    if progress.done > limits.max_bytes:
+                        raise limits.too_large(uri, progress.done)
+                    deadline.check(progress.done)
             finally:
                 progress.close()
             server_crc, client_crc = result.server_crc, result.client_crc
@@ -211,6 +226,7 @@ def download_oss(
     *,
     settings_from: Callable[[], OssSettings] = OssSettings.from_env,
     page_size: int = LIST_PAGE,
+    limits: SourceLimits | None = None,
 ) -> DownloadedObject:
     """Resolve `oss://BUCKET/PREFIX` to exactly one object and download it under `into`."""
     try:
@@ -225,7 +241,7 @@ def download_oss(
         entry = choose_object(location, entries, truncated)
         action = f"downloading {location.key_uri(entry.key)}"
         logger.info("%s: %s bytes, ETag %s", action, f"{entry.size:,}", entry.etag)
-        downloaded = download_object(bucket, location, entry, into)
+        downloaded = download_object(bucket, location, entry, into, limits)
     except StepError:
         raise
     except Exception as error:
