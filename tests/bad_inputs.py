@@ -8,6 +8,7 @@ from the demo generator at test time: small, readable and never a copy of real d
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,26 @@ def missing_path(d: Path) -> list[str]:
     return _source(d / "nowhere" / "listings.csv")
 
 
+def gzip_bomb(d: Path) -> list[str]:
+    """A valid listings CSV of one row repeated: 32 MiB of CSV in a ~100 KB gzip file."""
+    rows = _listings(1).to_csv(index=False).encode()
+    header, row = rows.split(b"\n", 1)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip container
+    block = row * ((1 << 20) // len(row))
+    with (d / "bomb.csv.gz").open("wb") as sink:
+        sink.write(compressor.compress(header + b"\n"))
+        for _ in range(32):
+            sink.write(compressor.compress(block))
+        sink.write(compressor.flush())
+    return _source(d / "bomb.csv.gz")
+
+
+def directory(d: Path) -> list[str]:
+    (d / "exports").mkdir()
+    _write(_listings(), d / "exports" / "listings.csv")
+    return _source(d / "exports")
+
+
 def skewed_boroughs(d: Path) -> list[str]:
     return _source(_write(_listings().assign(neighbourhood_group="Bronx"), d / "bronx.csv"))
 
@@ -137,6 +158,8 @@ CORPUS: tuple[BadInput, ...] = (
     BadInput("duplicated ids", duplicated_ids, "with a duplicated id"),
     BadInput("a different dataset", different_dataset, "lacks required column(s)"),
     BadInput("path that does not exist", missing_path, "does not exist"),
+    BadInput("path that is a directory", directory, "is a directory, not a file"),
+    BadInput("gzip bomb", gzip_bomb, "looks like a decompression bomb"),
     BadInput("boroughs far from the reference", skewed_boroughs, "KL"),
     BadInput("too few rows", too_few_rows, "row count"),
     BadInput("override of the wrong type", wrong_type_override, "data.demo_rows", exit_code=2),

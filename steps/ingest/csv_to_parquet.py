@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 # Parquet codecs the pipeline accepts (data.compression); "none" writes uncompressed pages.
 ALLOWED_COMPRESSIONS: tuple[str, ...] = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
 GZIP_MAGIC = b"\x1f\x8b"
+# Containers the reader does not decompress: named, rather than failing as "not UTF-8".
+_UNSUPPORTED_COMPRESSIONS = ((b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"))
 _HASH_CHUNK = 1 << 20
 _HEADER_PEEK = 1 << 16
 _CSV_COLUMN = re.compile(r"In CSV column #(\d+)")
@@ -292,7 +294,15 @@ def _parquet_codec(compression: str) -> str | None:
 def _is_gzip(path: Path) -> bool:
     """Decide by content, not by name: a '.gz' that is not gzip, or the reverse, reads right."""
     with path.open("rb") as handle:
-        magic = handle.read(2)
+        magic = handle.read(6)
+    for prefix, label in _UNSUPPORTED_COMPRESSIONS:
+        if magic.startswith(prefix):
+            raise SourceError(
+                f"Source file {path} is {label}-compressed; the reader takes plain or gzip CSV "
+                f"only. Fix: decompress it, or recompress it with gzip (e.g. `{label} -dc FILE | "
+                "gzip > listings.csv.gz`; for zip: `unzip -p FILE | gzip > listings.csv.gz`)."
+            )
+    magic = magic[:2]
     if path.suffix.lower() == ".gz" and magic != GZIP_MAGIC:
         raise SourceError(
             f"Source file {path} ends in .gz but is not gzip-compressed (corrupt download?). "

@@ -23,9 +23,11 @@ from steps.common.listing_columns import LISTING_COLUMNS
 from steps.ingest.csv_to_parquet import convert_csv_to_parquet
 from steps.ingest.demo_data import generate_listings
 from steps.ingest.get_data import build_parser, source_limits
+from steps.ingest.oss_source import download_oss
 from steps.ingest.source_limits import RATIO_FLOOR_BYTES, SourceLimits
 from steps.ingest.sources import download_http, fetch_source
 from tests.http_source import Behaviour, http_source
+from tests.oss_server import OssServer
 
 ROW = (
     b'1,"Cozy loft",10,Ann,Manhattan,Harlem,40.8,-73.94,Private room,80,2,3,2019-05-01,0.5,1,100\n'
@@ -260,3 +262,61 @@ def test_download_within_the_limits_completes(tmp_path: Path) -> None:
     with http_source(Behaviour(body=body, send_length=False)) as url:
         target = download_http(url, tmp_path, timeout_s=5, limits=SourceLimits(1, 100, 30))
     assert target.read_bytes() == body
+
+
+# --- oss:// ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def oss(monkeypatch: pytest.MonkeyPatch) -> Iterator[OssServer]:
+    """The loopback OSS server, and OSS_* pointing the client at it."""
+    with OssServer("testkeyid0001", "testsecret0001", buckets=("listings",)) as server:
+        monkeypatch.setenv("OSS_ACCESS_KEY_ID", "testkeyid0001")
+        monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", "testsecret0001")
+        monkeypatch.setenv("OSS_ENDPOINT", server.endpoint)
+        monkeypatch.delenv("OSS_SECURITY_TOKEN", raising=False)
+        yield server
+
+
+def test_oss_object_past_the_size_limit_is_refused_before_download(
+    oss: OssServer, tmp_path: Path
+) -> None:
+    oss.put("listings", "nyc/2019/listings.csv", b"x" * 300_000)
+    with pytest.raises(SourceError) as excinfo:
+        download_oss("oss://listings/nyc/2019/", tmp_path, 5, limits=SourceLimits(0.1))
+    message = _refused(excinfo)
+    assert "oss://listings/nyc/2019/listings.csv is 300,000 bytes" in message
+    assert "data.max_source_mb=0.1" in message
+    assert oss.object_requests("GET") == []  # refused from the listing: not one byte fetched
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_oss_prefix_naming_a_folder_of_files_is_a_source_error(
+    oss: OssServer, tmp_path: Path
+) -> None:
+    oss.put("listings", "nyc/2019/listings.csv", b"id\n1\n")
+    oss.put("listings", "nyc/2020/listings.csv", b"id\n2\n")
+    with pytest.raises(SourceError) as excinfo:
+        download_oss("oss://listings/nyc/", tmp_path, 5)
+    assert "names 2 data objects, not one" in _refused(excinfo)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["bzip2", "xz", "zip"])
+def test_other_compressions_are_named_not_read_as_text(tmp_path: Path, kind: str) -> None:
+    import bz2
+    import lzma
+    import zipfile
+
+    raw = _demo_csv(tmp_path / "listings.csv", 30).read_bytes()
+    src = tmp_path / f"listings.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(src, "w") as archive:
+            archive.writestr("listings.csv", raw)
+    else:
+        src.write_bytes(bz2.compress(raw) if kind == "bzip2" else lzma.compress(raw))
+    with pytest.raises(SourceError) as excinfo:
+        convert_csv_to_parquet(src, tmp_path / "raw.parquet")
+    message = _refused(excinfo)
+    assert f"is {kind}-compressed; the reader takes plain or gzip CSV only" in message
+    assert _nothing_left(tmp_path) == []
