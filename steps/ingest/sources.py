@@ -151,7 +151,7 @@ def _chunks(response: Any, deadline: Deadline, timeout_s: float) -> Iterator[byt
     raw = response.raw
     sock = _socket_of(raw)
     while True:
-        if sock is not None:
+        if sock is not None and sock.fileno() >= 0:  # closed once a sized body is all read
             sock.settimeout(max(min(timeout_s, deadline.remaining()), 0.001))
         chunk = raw.read1(_CHUNK, decode_content=True)
         if not chunk:

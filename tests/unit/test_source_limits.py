@@ -257,9 +257,10 @@ def test_announced_length_past_the_limit_is_refused_before_the_body(tmp_path: Pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_download_within_the_limits_completes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("send_length", [True, False], ids=["content-length", "until-close"])
+def test_download_within_the_limits_completes(tmp_path: Path, send_length: bool) -> None:
     body = b"id,name\n" + b"1,a\n" * 5000
-    with http_source(Behaviour(body=body, send_length=False)) as url:
+    with http_source(Behaviour(body=body, send_length=send_length)) as url:
         target = download_http(url, tmp_path, timeout_s=5, limits=SourceLimits(1, 100, 30))
     assert target.read_bytes() == body
 
