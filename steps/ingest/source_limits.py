@@ -71,8 +71,8 @@ class SourceLimits:
         ratio = decompressed / max(compressed, 1)
         if ratio > self.max_compression_ratio:
             raise SourceError(
-                f"{what} expands {ratio:,.0f} times (read {compressed:,} compressed bytes that "
-                f"decompress to {decompressed:,}), more than data.max_compression_ratio="
+                f"{what} expands at least {ratio:,.0f} times (read {compressed:,} compressed "
+                f"bytes that decompress to {decompressed:,}), more than data.max_compression_ratio="
                 f"{self.max_compression_ratio:g}: this looks like a decompression bomb, not a "
                 "listings CSV (listings compress 3 to 10 times). Fix: check where the file came "
                 "from; raise data.max_compression_ratio only if it is really the listings."
