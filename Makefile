@@ -60,6 +60,9 @@ mlflow-server: install
 ## A real local Prefect server and the deployments of conf/deployments.yaml (make serve is the
 ## model server above, hence other names). One terminal: make server; another: make deployments.
 ## Its database lives under $(PREFECT_HOME_DIR) (PREFECT_HOME), apart from ~/.prefect.
+## PREFECT_SERVER_API_AUTH_STRING=user:password in the environment or ./.env (Prefect reads both
+## itself; never on this command line) makes every API call and the UI ask for it; clients then
+## set PREFECT_API_AUTH_STRING to the same string (docs/auth.md).
 PREFECT_PORT ?= 4200
 PREFECT_API := http://127.0.0.1:$(PREFECT_PORT)/api
 PREFECT_HOME_DIR ?= $(CURDIR)/.prefect
@@ -69,6 +72,9 @@ PREFECT_ENV := PREFECT_HOME="$(PREFECT_HOME_DIR)" PREFECT_SERVER_ANALYTICS_ENABL
 
 server: install
 	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (API: $(PREFECT_API); Ctrl-C stops it)"
+	@if [ -n "$$PREFECT_SERVER_API_AUTH_STRING" ] || grep -qs '^PREFECT_SERVER_API_AUTH_STRING=.' .env; then \
+		echo "API auth: on (PREFECT_SERVER_API_AUTH_STRING); clients set PREFECT_API_AUTH_STRING"; \
+	else echo "API auth: off (loopback only; set PREFECT_SERVER_API_AUTH_STRING, docs/auth.md)"; fi
 	$(PREFECT_ENV) PREFECT_UI_API_URL=$(PREFECT_API) \
 		$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 

@@ -16,20 +16,37 @@ it ready rather than each attempt a migration. The backend URI reaches `mlflow s
 the MLFLOW_BACKEND_STORE_URI environment variable (its own option reads it), never its argv, so
 a password in it does not show in `ps`. SIGINT and SIGTERM are passed on to the server.
 
+Authentication (docs/auth.md): with MLFLOW_AUTH_ADMIN_PASSWORD set (environment or .env; with
+MLFLOW_AUTH_ADMIN_USERNAME, default admin, and MLFLOW_FLASK_SERVER_SECRET_KEY) the server runs
+MLflow's own basic-auth app: every request needs a user, and a user needs permission on a
+registered model to move its aliases. Its user database sits beside the backend store: SQLite
+basic_auth.db next to a SQLite backend, the same PostgreSQL database otherwise (its own tables).
+The password reaches MLflow only through its environment; the auth app's settings file is written
+with mode 0600 in a private temporary folder (it names the user database, whose URI may carry a
+password) and removed when the server stops. Without a password the server listens only on a
+loopback address: on 0.0.0.0 or any other it refuses to start (exit 2), since anyone who reached
+it could point @champion at any model.
+
 Exit codes: the server's own when it stops; 2 the configuration is refused (a bad key, value or
-backend URI); 69 (EX_UNAVAILABLE) the backend cannot be reached or prepared (down, wrong
-credentials, no such database), so a supervisor can tell "fix the settings" from "try again".
+backend URI, a non-loopback address without authentication); 69 (EX_UNAVAILABLE) the backend
+cannot be reached or prepared (down, wrong credentials, no such database), so a supervisor can
+tell "fix the settings" from "try again".
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -59,6 +76,19 @@ _SERVER_ENV_DEFAULTS = {
 
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]")
 
+# MLflow's own variables for its basic-auth app; read from the environment (or .env), never argv.
+ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
+ADMIN_USERNAME_ENV = "MLFLOW_AUTH_ADMIN_USERNAME"
+SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+AUTH_CONFIG_ENV = "MLFLOW_AUTH_CONFIG_PATH"
+DEFAULT_ADMIN_USERNAME = "admin"
+AUTH_APP = "basic-auth"
+AUTH_DATABASE_FILE = "basic_auth.db"
+# What an authenticated user may do where no permission was granted: read (MLflow's default).
+# Moving an alias needs EDIT or MANAGE on the registered model (deployments/tracking_users.py).
+DEFAULT_PERMISSION = "READ"
+MIN_PASSWORD_LENGTH = 12  # mlflow.utils.validation._validate_password
+
 
 class BackendUnavailable(RuntimeError):
     """The backend store cannot be reached or prepared; the message says what to check."""
@@ -74,6 +104,7 @@ class ServerPlan:
     port: int
     workers: int
     allowed_hosts: str | None = None
+    auth: AuthPlan | None = None
 
     @property
     def listens_everywhere(self) -> bool:
@@ -91,6 +122,94 @@ class ServerPlan:
     def shown_backend(self) -> str:
         return hide_password(self.backend_store_uri)
 
+    @property
+    def listens_on_loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+@dataclass(frozen=True)
+class AuthPlan:
+    """MLflow's basic-auth app: who the admin is and where the users live (no password here:
+    it stays in the environment, where MLflow reads it)."""
+
+    admin_username: str
+    database_uri: str
+    default_permission: str = DEFAULT_PERMISSION
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host`: localhost, 127.0.0.0/8 or ::1. A name other
+    than localhost may resolve to any interface, so it counts as reachable from elsewhere."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_database_uri(backend_store_uri: str) -> str:
+    """The user database beside the backend store: basic_auth.db in a SQLite backend's folder;
+    for PostgreSQL, the same database (MLflow's auth tables and their own alembic_version_auth
+    sit apart from the tracking tables), so one backup holds both."""
+    if _scheme(backend_store_uri) == "sqlite":
+        path = Path(backend_store_uri.split(":///", 1)[1]).expanduser()
+        return f"sqlite:///{path.parent / AUTH_DATABASE_FILE}"
+    return backend_store_uri
+
+
+def resolve_auth(backend_store_uri: str, env: Mapping[str, str]) -> AuthPlan | None:
+    """Basic auth when MLFLOW_AUTH_ADMIN_PASSWORD is set and not empty; None otherwise."""
+    password = env.get(ADMIN_PASSWORD_ENV, "")
+    if not password.strip():
+        return None
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ConfigError(
+            f"{ADMIN_PASSWORD_ENV} is shorter than {MIN_PASSWORD_LENGTH} characters, MLflow's "
+            "minimum: set a longer one in the environment or .env"
+        )
+    username = env.get(ADMIN_USERNAME_ENV, "").strip() or DEFAULT_ADMIN_USERNAME
+    return AuthPlan(admin_username=username, database_uri=auth_database_uri(backend_store_uri))
+
+
+def refuse_unauthenticated_exposure(plan: ServerPlan) -> None:
+    """A server others can reach must ask who they are: anyone who reaches one without auth can
+    point @champion at any model, and every pipeline then loads it."""
+    if plan.auth is None and not plan.listens_on_loopback:
+        raise ConfigError(
+            f"refusing to listen on {plan.host} without authentication (anyone reaching it could "
+            f"move @champion): set {ADMIN_PASSWORD_ENV} and {SECRET_KEY_ENV} in the environment "
+            "or .env (docs/auth.md), or listen on 127.0.0.1"
+        )
+
+
+def auth_config_text(auth: AuthPlan) -> str:
+    """MLflow's basic_auth.ini for `auth`; `%` doubled, as configparser reads it."""
+    lines = {
+        "default_permission": auth.default_permission,
+        "database_uri": auth.database_uri,
+        "admin_username": auth.admin_username,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+    }
+    body = "".join(f"{key} = {value.replace('%', '%%')}\n" for key, value in lines.items())
+    return f"[mlflow]\n{body}"
+
+
+@contextmanager
+def auth_config_file(auth: AuthPlan) -> Iterator[Path]:
+    """The auth app's settings in a private folder (0700, file 0600) outside the project, for as
+    long as the server runs: the user database's URI may carry a password."""
+    folder = Path(tempfile.mkdtemp(prefix="mlflow-auth-"))
+    try:
+        path = folder / "basic_auth.ini"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(auth_config_text(auth))
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 def default_backend_uri(work_dir: Path) -> str:
     """SQLite beside the working directory, apart from a pipeline's own ./mlruns/mlflow.db."""
@@ -102,8 +221,11 @@ def _is_uri(value: str) -> bool:
     return "://" in value or value.startswith("file:")
 
 
-def resolve_plan(server: TrackingServerConfig, work_dir: Path) -> ServerPlan:
-    """Defaults filled in, local paths made absolute (relative ones from the working directory)."""
+def resolve_plan(
+    server: TrackingServerConfig, work_dir: Path, env: Mapping[str, str] | None = None
+) -> ServerPlan:
+    """Defaults filled in, local paths made absolute (relative ones from the working directory);
+    basic auth when `env` (this process's environment by default) has the admin password."""
     backend = server.backend_store_uri or default_backend_uri(work_dir)
     artifacts = server.artifacts_destination or str(work_dir / "mlruns" / "server" / "artifacts")
     if not _is_uri(artifacts):
@@ -115,6 +237,7 @@ def resolve_plan(server: TrackingServerConfig, work_dir: Path) -> ServerPlan:
         port=server.port,
         workers=server.workers,
         allowed_hosts=server.allowed_hosts or None,
+        auth=resolve_auth(backend, env if env is not None else os.environ),
     )
 
 
@@ -137,16 +260,37 @@ def server_command(plan: ServerPlan) -> list[str]:
     ]
     if plan.allowed_hosts:
         command += ["--allowed-hosts", plan.allowed_hosts]
+    if plan.auth is not None:
+        command += ["--app-name", AUTH_APP]
     return command
 
 
-def server_environment(plan: ServerPlan, base: Mapping[str, str]) -> dict[str, str]:
-    """The server's environment: `base`, the backend URI, telemetry and the job runner off."""
+def server_environment(
+    plan: ServerPlan, base: Mapping[str, str], auth_config: Path | None = None
+) -> dict[str, str]:
+    """The server's environment: `base`, the backend URI, telemetry and the job runner off; with
+    auth, the settings file and the admin's name (the password is already in `base`) and a
+    Flask secret key shared by the workers (a fresh one when none is set)."""
     env = dict(_SERVER_ENV_DEFAULTS) | dict(base)
     for name in _OVERRIDDEN_ENV:
         if env.pop(name, None) is not None:
             logger.warning("%s is ignored: artifacts are served by this server", name)
     env[BACKEND_ENV_VAR] = plan.backend_store_uri
+    if plan.auth is None:
+        for name in (AUTH_CONFIG_ENV, ADMIN_PASSWORD_ENV):
+            env.pop(name, None)
+        return env
+    if auth_config is None:
+        raise ValueError("an authenticated server needs its auth settings file")
+    env[AUTH_CONFIG_ENV] = str(auth_config)
+    env[ADMIN_USERNAME_ENV] = plan.auth.admin_username
+    if not env.get(SECRET_KEY_ENV, "").strip():
+        logger.warning(
+            "%s is not set: a random one for this start (set it in .env to keep it across "
+            "restarts and servers)",
+            SECRET_KEY_ENV,
+        )
+        env[SECRET_KEY_ENV] = secrets.token_hex(32)
     return env
 
 
@@ -260,8 +404,16 @@ def _prepare_backend(uri: str) -> str:
         ) from None
 
 
-def run_server(plan: ServerPlan, env: Mapping[str, str]) -> int:
-    """Start `mlflow server`, pass SIGINT/SIGTERM on to it, and return its exit code."""
+def run_server(plan: ServerPlan, base_env: Mapping[str, str]) -> int:
+    """Start `mlflow server` (with its auth settings file while it runs, when authenticated),
+    pass SIGINT/SIGTERM on to it, and return its exit code."""
+    if plan.auth is None:
+        return _run_child(plan, server_environment(plan, base_env))
+    with auth_config_file(plan.auth) as auth_config:
+        return _run_child(plan, server_environment(plan, base_env, auth_config))
+
+
+def _run_child(plan: ServerPlan, env: Mapping[str, str]) -> int:
     if not _is_uri(plan.artifacts_destination):
         Path(plan.artifacts_destination).mkdir(parents=True, exist_ok=True)
     child = subprocess.Popen(server_command(plan), env=dict(env))
@@ -291,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         plan = resolve_plan(load_config(overrides).tracking.server, Path.cwd())
+        refuse_unauthenticated_exposure(plan)
         schema = _prepare_backend(plan.backend_store_uri)
     except ConfigError as error:
         sys.stderr.write(f"error: {error}\n")
@@ -305,13 +458,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan.artifacts_destination,
         plan.url,
     )
+    if plan.auth is not None:
+        logger.info(
+            "authentication: MLflow basic-auth, admin user %r, users in %s; clients set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",
+            plan.auth.admin_username,
+            hide_password(plan.auth.database_uri),
+        )
     if plan.listens_everywhere and not plan.allowed_hosts:
         logger.warning(
             "listening on every interface, but mlflow answers only Host headers of localhost and "
             "private addresses: set MLFLOW_ALLOWED_HOSTS to the name clients use (%s)",
             socket.gethostname(),
         )
-    return run_server(plan, server_environment(plan, os.environ))
+    return run_server(plan, os.environ)
 
 
 if __name__ == "__main__":

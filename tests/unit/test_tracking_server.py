@@ -6,9 +6,11 @@ port stands for a PostgreSQL that is down, a temporary SQLite file for a fresh b
 
 from __future__ import annotations
 
+import configparser
 import logging
 import os
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +40,10 @@ _SETTINGS = (
     "MLFLOW_BACKEND_STORE_URI",
     "MLFLOW_ARTIFACTS_DESTINATION",
     "MLFLOW_ALLOWED_HOSTS",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "MLFLOW_AUTH_ADMIN_USERNAME",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    "MLFLOW_AUTH_CONFIG_PATH",
 )
 
 
@@ -239,3 +245,133 @@ def test_an_artifacts_destination_with_credentials_is_refused_without_showing_th
     err = capsys.readouterr().err
     assert "takes no credentials" in err and "OSS_ACCESS_KEY_SECRET" in err
     assert "s3cr3t" not in err
+
+
+# -- authentication: MLflow's basic-auth app, and no unauthenticated server beyond loopback ----
+
+ADMIN_PASSWORD = "adm1n-Passw0rd-long"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "mlflow.example.org"])
+def test_a_server_others_can_reach_is_refused_without_auth_before_touching_the_backend(
+    host: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    monkeypatch.setenv("MLFLOW_HOST", host)
+    assert tracking_server.main([]) == EXIT_BAD_CONFIG
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"refusing to listen on {host} without authentication" in err
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" in err and "127.0.0.1" in err and "docs/auth.md" in err
+    assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.4", False),
+        ("localhost.example.org", False),
+    ],
+)
+def test_only_loopback_addresses_count_as_loopback(host: str, loopback: bool) -> None:
+    assert tracking_server.is_loopback(host) is loopback
+
+
+def test_with_the_admin_password_the_server_may_listen_everywhere_and_runs_basic_auth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    plan = _plan(tmp_path, "tracking.server.host=0.0.0.0")
+    tracking_server.refuse_unauthenticated_exposure(plan)  # no error
+    assert plan.auth == tracking_server.AuthPlan(
+        admin_username="admin",
+        database_uri=f"sqlite:///{tmp_path.resolve()}/mlruns/server/basic_auth.db",
+    )
+    command = server_command(plan)
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    assert not any(ADMIN_PASSWORD in part for part in command)
+    config = tmp_path / "auth.ini"
+    env = server_environment(plan, dict(os.environ), config)
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == str(config)
+    assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == "admin"
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == ADMIN_PASSWORD  # where MLflow reads it
+    assert len(env["MLFLOW_FLASK_SERVER_SECRET_KEY"]) == 64  # a fresh one, none was set
+
+
+def test_without_the_password_there_is_no_auth_app_and_no_stray_auth_settings(
+    tmp_path: Path,
+) -> None:
+    plan = _plan(tmp_path)
+    assert plan.auth is None
+    assert "--app-name" not in server_command(plan)
+    env = server_environment(plan, {"MLFLOW_AUTH_CONFIG_PATH": "/elsewhere.ini"})
+    assert "MLFLOW_AUTH_CONFIG_PATH" not in env
+
+
+def test_the_admin_name_and_secret_key_are_taken_as_set_and_a_short_password_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_USERNAME", "root-of-ml")
+    monkeypatch.setenv("MLFLOW_FLASK_SERVER_SECRET_KEY", "kept-key")
+    plan = _plan(tmp_path)
+    assert plan.auth is not None and plan.auth.admin_username == "root-of-ml"
+    env = server_environment(plan, dict(os.environ), tmp_path / "auth.ini")
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == "kept-key"
+    assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == "root-of-ml"
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "short-pw")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    assert tracking_server.main([]) == EXIT_BAD_CONFIG
+    err = capsys.readouterr().err
+    assert "shorter than 12 characters" in err and "short-pw" not in err
+
+
+def test_the_password_is_read_from_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text(f"MLFLOW_AUTH_ADMIN_PASSWORD={ADMIN_PASSWORD}\n")
+    monkeypatch.chdir(tmp_path)
+    # Registered with monkeypatch so that what .env sets is undone after the test.
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "")
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD")
+    tracking_server.prepare_process()
+    plan = _plan(tmp_path, "tracking.server.host=0.0.0.0")
+    assert plan.auth is not None
+    tracking_server.refuse_unauthenticated_exposure(plan)
+
+
+def test_the_user_database_of_a_postgresql_backend_is_the_same_database() -> None:
+    assert tracking_server.auth_database_uri(PG_URI) == PG_URI
+
+
+def test_the_auth_settings_file_is_private_holds_no_password_and_reads_back_as_written() -> None:
+    database = "postgresql://ml:p%40ss%25word@db.internal:5432/mlflow"  # URL-encoded '@', '%'
+    auth = tracking_server.AuthPlan(admin_username="admin", database_uri=database)
+    with tracking_server.auth_config_file(auth) as path:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert PROJECT_ROOT not in path.parents
+        # As mlflow.server.auth.config.read_auth_config reads it (a plain ConfigParser, whose
+        # interpolation would fail on a single '%'); importing that module takes seconds.
+        parser = configparser.ConfigParser()
+        parser.read(path)
+        text = path.read_text()
+    section = parser["mlflow"]
+    assert section["database_uri"] == database
+    assert section["admin_username"] == "admin"
+    assert section["default_permission"] == "READ"
+    assert "admin_password" not in section  # MLflow reads it from MLFLOW_AUTH_ADMIN_PASSWORD
+    assert "p%40ss" not in text.replace("%%", "")  # every '%' escaped
+    assert not path.exists() and not path.parent.exists()
