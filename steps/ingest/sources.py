@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from steps.common.errors import ConfigurationError, SourceError, TransientError
+from steps.common.url_secrets import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +95,7 @@ def download_http(url: str, into: Path, timeout_s: float) -> Path:
 
 def _safe(url: str) -> str:
     """A URL fit for messages and logs: no credentials, no query string (signed URLs carry keys)."""
-    parsed = urlparse(url)
-    host = parsed.hostname or ""
-    if parsed.port:
-        host = f"{host}:{parsed.port}"
-    return f"{parsed.scheme}://{host}{parsed.path}"
+    return redact_url(url)
 
 
 def redact_source(source: str) -> str:
