@@ -13,12 +13,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
+from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flows.pipeline_steps import STEP_NAMES
+from steps.common.url_secrets import (
+    ENV_REFERENCE,
+    HOW_TO_PASS,
+    MissingEnvironmentVariable,
+    credentials_in,
+    redact_url,
+    refusal,
+    resolve_env_references,
+)
 from tasks.parameters import hide_password
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -127,6 +136,27 @@ class TrackingConfig(_Strict):
     server: TrackingServerConfig
 
 
+def _check_resolved_source(value: str) -> None:
+    """The scheme and the oss:// rules; messages never repeat the value (it may be secret)."""
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme not in ("", "file", "http", "https", "oss"):
+        raise ValueError(
+            f"scheme {scheme + '://'!r} is not supported; use 'demo', a local path, "
+            "file://, http://, https:// or oss://BUCKET/PREFIX"
+        )
+    if scheme == "oss":
+        location = value.split("://", 1)[1]
+        bucket = location.split("/", 1)[0]
+        if "@" in bucket or "?" in location:
+            # The source is logged as a parameter: credentials live in the environment only.
+            raise ValueError(
+                "oss:// takes no credentials or query; set OSS_ACCESS_KEY_ID, "
+                "OSS_ACCESS_KEY_SECRET and OSS_ENDPOINT in the environment or .env"
+            )
+        if not bucket:
+            raise ValueError("oss:// needs a bucket: oss://BUCKET/PREFIX")
+
+
 class DataConfig(_Strict):
     source: Annotated[str, Field(min_length=1)]
     demo_rows: Annotated[int, Field(ge=1)]
@@ -141,28 +171,29 @@ class DataConfig(_Strict):
     @field_validator("source")
     @classmethod
     def _check_source(cls, value: str) -> str:
-        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
-        if scheme not in ("", "file", "http", "https", "oss"):
+        """The source as written; credentials only inside `${oc.env:NAME}` references, which
+        are checked here resolved (the flow's environment is the step's) but never kept."""
+        refused = refusal("the value", value)
+        if refused:
+            raise ValueError(refused)
+        if "${" in ENV_REFERENCE.sub("", value):
             raise ValueError(
-                f"scheme {scheme + '://'!r} is not supported; use 'demo', a local path, "
-                "file://, http://, https:// or oss://BUCKET/PREFIX"
+                "data.source may hold ${oc.env:NAME} references only (no other interpolation)"
             )
-        if scheme == "oss":
-            location = value.split("://", 1)[1]
-            bucket = location.split("/", 1)[0]
-            if "@" in bucket or "?" in location:
-                # The source is logged as a parameter: credentials live in the environment only.
-                raise ValueError(
-                    "oss:// takes no credentials or query; set OSS_ACCESS_KEY_ID, "
-                    "OSS_ACCESS_KEY_SECRET and OSS_ENDPOINT in the environment or .env"
-                )
-            if not bucket:
-                raise ValueError("oss:// needs a bucket: oss://BUCKET/PREFIX")
+        try:
+            resolved = resolve_env_references(value)
+        except MissingEnvironmentVariable as missing:
+            raise ValueError(
+                f"data.source reads ${{oc.env:{missing.name}}}, but {missing.name} is not set: "
+                f"export {missing.name}=... (or put it in .env) where the pipeline runs"
+            ) from None
+        _check_resolved_source(resolved)
         return value
 
     def resolved_source(self, base: Path) -> str:
-        """Relative paths are taken from where the pipeline was started, not from the project."""
-        if self.source == "demo" or "://" in self.source:
+        """Relative paths are taken from where the pipeline was started, not from the project;
+        an environment reference stays as written (the step resolves it)."""
+        if self.source == "demo" or "://" in self.source or ENV_REFERENCE.search(self.source):
             return self.source
         return str((base / Path(self.source).expanduser()).resolve())
 
@@ -431,8 +462,10 @@ def _explain_pydantic(error: ValidationError) -> str:
             continue
         shown = problem.get("input")
         if isinstance(shown, str):
-            shown = hide_password(shown)  # a database URI may carry one
-        lines.append(f"{location}: {problem['msg']} (got {shown!r})")
+            # A database URI may carry a password, a signed URL its key: never repeat them.
+            shown = redact_url(shown) if credentials_in(shown) else hide_password(shown)
+        msg = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{location}: {msg} (got {shown!r})")
     return "; ".join(lines)
 
 
@@ -446,13 +479,40 @@ def _compose(overrides: list[str]) -> DictConfig:
         return compose("config", overrides=overrides)
 
 
+def _unparsable(overrides: Sequence[str]) -> str:
+    """Hydra could not parse an override: name its key and how to quote (never the value, which
+    may be a signed URL: Hydra's own message repeats it)."""
+    keys = sorted({o.split("=", 1)[0] for o in overrides if o.count("=") > 1 or "&" in o})
+    key = keys[0] if keys else "KEY"
+    return (
+        f"cannot parse the override of {', '.join(keys) or 'a key'}: a value holding '=', '&' "
+        f"or spaces must be quoted for Hydra, e.g. {key}='VALUE' (in a shell: \"{key}='VALUE'\"); "
+        f"a URL that carries credentials or a signature is refused anyway: {HOW_TO_PASS}"
+    )
+
+
+def _keep_source_as_written(composed: DictConfig) -> str | None:
+    """data.source as written when it holds `${oc.env:NAME}` references, which must reach every
+    store unresolved; it is replaced by a plain value in `composed` so the rest resolves."""
+    written = OmegaConf.to_container(composed.data, resolve=False).get("source")  # type: ignore[union-attr]
+    if not isinstance(written, str) or not ENV_REFERENCE.search(written):
+        return None
+    composed.data.source = "demo"
+    return written
+
+
 def load_config(overrides: Sequence[str] = ()) -> PipelineConfig:
     """Compose conf/ with Hydra overrides and validate the result."""
     try:
         composed = _compose(prepare_overrides(overrides))
+        source = _keep_source_as_written(composed)
         plain = OmegaConf.to_container(composed, resolve=True)
+    except OverrideParseException:
+        raise ConfigError(f"invalid override: {_unparsable(overrides)}") from None
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(f"invalid override: {_explain_hydra(error)}") from None
+    if source is not None:
+        plain["data"]["source"] = source  # type: ignore[index,call-overload]
     try:
         return PipelineConfig.model_validate(plain)
     except ValidationError as error:

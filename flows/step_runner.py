@@ -22,6 +22,7 @@ from prefect.task_runners import TaskRunner
 from flows.config import PipelineConfig
 from flows.pipeline_steps import SPEC_BY_NAME, STEPS
 from flows.runtime import configure_services, promotion_lock, service_environment
+from steps.common.url_secrets import env_references
 from tasks.parameters import normalize, redact
 from tasks.pipeline_run import reuse_step_outputs, start_pipeline_run
 from tasks.run_entry_point import PROJECT_ROOT, run_entry_point
@@ -37,7 +38,9 @@ class PipelineError(RuntimeError):
 def step_parameters(step: str, cfg: PipelineConfig, start_dir: Path) -> dict[str, Any]:
     """The configuration values an entry point takes, by the names its MLproject declares."""
     if step == "get_data":
-        return cfg.data.model_dump() | {"source": cfg.data.resolved_source(start_dir)}
+        # source_sha256: filled in by `StepRunner.arguments` when the step's run is cacheable.
+        source = cfg.data.resolved_source(start_dir)
+        return cfg.data.model_dump() | {"source": source, "source_sha256": ""}
     if step == "basic_cleaning":
         return cfg.cleaning.model_dump()
     if step == "data_check":
@@ -75,7 +78,11 @@ def upstream_steps_to_reuse(selected: Sequence[str]) -> list[str]:
 
 
 def source_label(cfg: PipelineConfig) -> str:
-    """The source's last path segment; never a query string or credentials."""
+    """The source's last path segment, or the variable it is read from; never a query string
+    or credentials."""
+    variables = env_references(cfg.data.source)
+    if variables:
+        return "env-" + "-".join(variables)
     return redact(cfg.data.source).rstrip("/").rsplit("/", 1)[-1] or "source"
 
 
@@ -98,7 +105,7 @@ def reuse_upstream(cfg: PipelineConfig, experiment_id: str, log: Any) -> dict[st
 
 @dataclass
 class StepRunner:
-    """Runs steps of one flow run: same experiment, flow run, retry policy and code version."""
+    """Runs steps of one flow run: same experiment, flow run and retry policy."""
 
     cfg: PipelineConfig
     experiment_id: str
@@ -107,7 +114,6 @@ class StepRunner:
     # What every entry point's process needs to find the stores, wherever the task runs
     # (a Dask worker on another machine included): tracking URI and W&B settings.
     environment: Mapping[str, str] = field(default_factory=dict)
-    code: str = field(default_factory=lambda: code_version(PROJECT_ROOT))
     _tasks: dict[str, Task[..., StepResult]] = field(default_factory=dict, repr=False)
 
     def task_for(self, cfg: PipelineConfig) -> Task[..., StepResult]:
@@ -144,9 +150,18 @@ class StepRunner:
             if step == "get_data":
                 inputs["source"] = fingerprint_source(parameters["source"]) or ""
             if all(inputs.values()):
+                if step == "get_data" and inputs["source"].startswith("sha256:"):
+                    # The step checks the bytes it reads against this digest, so a file
+                    # replaced after this fingerprint is never cached under it.
+                    parameters["source_sha256"] = inputs["source"]
                 # Inputs enter the key by content, not by the URI of the run that made them.
-                settings = {k: v for k, v in parameters.items() if k not in spec.inputs}
-                key = cache_key(step, normalize(settings), inputs, self.code)
+                settings = {
+                    k: v
+                    for k, v in parameters.items()
+                    if k not in spec.inputs and k != "source_sha256"
+                }
+                code = code_version(PROJECT_ROOT, step)
+                key = cache_key(step, normalize(settings), inputs, code)
         return {
             "step": step,
             "parameters": parameters,

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from steps.common.url_secrets import redact_url
+
 
 def normalize_value(value: Any) -> str:
     if isinstance(value, bool):
@@ -48,17 +50,10 @@ def redact(value: str) -> str:
     """A parameter value fit to be stored: URLs lose credentials and query strings.
 
     Signed URLs carry their key in the query string and `https://user:pass@host/` carries it in
-    plain sight; the entry point receives the real value, the tracking store never does.
+    plain sight; the configuration refuses both written out (see steps/common/url_secrets.py),
+    and this keeps whatever else a query holds out of the stores too.
     """
-    if "://" not in value:
-        return value
-    parsed = urlsplit(value)
-    if parsed.scheme not in ("http", "https") or not (parsed.query or "@" in parsed.netloc):
-        return value
-    host = parsed.hostname or ""
-    if parsed.port:
-        host = f"{host}:{parsed.port}"
-    return urlunsplit((parsed.scheme, host, parsed.path, "", ""))
+    return redact_url(value)
 
 
 def hide_password(value: str) -> str:

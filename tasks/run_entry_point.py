@@ -32,7 +32,7 @@ from prefect.context import TaskRunContext
 
 from tasks.locks import mutex
 from tasks.parameters import for_the_record, normalize
-from tasks.step_cache import CACHE_TAG, find_cached_run
+from tasks.step_cache import CACHE_TAG, find_cached_run, vouch_tag
 from tasks.step_failure import StepFailed, is_transient, retry_if_transient, store_unavailable
 from tasks.step_result import StepResult
 from tasks.tracking_store import (
@@ -127,7 +127,7 @@ def run_entry_point(
     if environment:
         use_environment(environment)
     if cache_key:
-        cached = find_cached_run(experiment_id, cache_key)
+        cached = find_cached_run(experiment_id, cache_key, step, expected_outputs)
         if cached is not None:
             get_run_logger().info(
                 "%s: cache hit, reusing finished run %s (same parameters, inputs and code)",
@@ -225,6 +225,10 @@ def _run(
         if missing:
             client.set_terminated(run_id, "FAILED")
             raise StepFailed(step, run_id, exit_code, False, f"did not publish outputs {missing}")
+        if cache_key and parent_run_id:
+            # The parent vouches for its child: a run elsewhere that merely claims the key is
+            # never reused (tasks/step_cache.py).
+            client.set_tag(parent_run_id, vouch_tag(run_id), cache_key)
         logger.info("%s finished in %.1f s", step, wall)
         return dataclasses.replace(result_of(finished, step), wall_seconds=wall)
 

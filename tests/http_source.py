@@ -5,12 +5,14 @@ Used by the tests of `data.source=http(s)://...`: real sockets, real `requests`,
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass
@@ -26,6 +28,11 @@ class Behaviour:
     # False: no Content-Length; the body ends when the connection closes.
     send_length: bool = True
     requests: int = 0
+    # A credentialed, signed URL: HTTP basic auth (user, password) and query parameters that
+    # must all be present; any request without them is answered 401/403, as S3 would.
+    credentials: tuple[str, str] | None = None
+    signed_query: dict[str, str] = field(default_factory=dict)
+    refused: int = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -34,7 +41,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         behaviour = self.server.behaviour  # type: ignore[attr-defined]
         behaviour.requests += 1
-        status = behaviour.faults.pop(0) if behaviour.faults else 0
+        status = _refusal(behaviour, self.headers.get("Authorization", ""), self.path)
+        if status:
+            behaviour.refused += 1
+        elif behaviour.faults:
+            status = behaviour.faults.pop(0)
         if behaviour.delay_s:
             time.sleep(behaviour.delay_s)
         if status:
@@ -60,6 +71,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
         return
+
+
+def _refusal(behaviour: Behaviour, authorization: str, path: str) -> int:
+    """401 without the expected credentials, 403 without the expected signature, else 0."""
+    if behaviour.credentials is not None:
+        expected = base64.b64encode(":".join(behaviour.credentials).encode()).decode()
+        if authorization != f"Basic {expected}":
+            return 401
+    query = parse_qs(urlsplit(path).query)
+    if any(query.get(name) != [value] for name, value in behaviour.signed_query.items()):
+        return 403
+    return 0
 
 
 @contextmanager

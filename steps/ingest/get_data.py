@@ -8,8 +8,14 @@ import logging
 import mlflow
 
 from steps.common.entrypoint import run_entry_point
+from steps.common.errors import ConfigurationError, SourceError
 from steps.common.outputs import publish_file
 from steps.common.tracking import scratch_dir, step_run
+from steps.common.url_secrets import (
+    MissingEnvironmentVariable,
+    redact_url,
+    resolve_env_references,
+)
 from steps.common.wandb_mirror import WandbMirror
 from steps.ingest.csv_to_parquet import convert_csv_to_parquet
 from steps.ingest.source_limits import (
@@ -18,7 +24,7 @@ from steps.ingest.source_limits import (
     DEFAULT_MAX_SOURCE_MB,
     SourceLimits,
 )
-from steps.ingest.sources import fetch_source, redact_source, source_kind
+from steps.ingest.sources import fetch_source, source_kind
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DOWNLOAD_DEADLINE_S,
         help="most seconds a whole HTTP(S) or OSS download may take",
     )
+    parser.add_argument(
+        "--source_sha256",
+        default="",
+        help="the digest the flow fingerprinted the source with (its cache key); empty: none",
+    )
     return parser
 
 
@@ -64,12 +75,38 @@ def source_limits(args: argparse.Namespace) -> SourceLimits:
     )
 
 
+def read_source_reference(source: str) -> str:
+    """The source to read: `${oc.env:NAME}` references resolved from this process's environment
+    (how a credentialed URL reaches the step without being stored anywhere)."""
+    try:
+        return resolve_env_references(source)
+    except MissingEnvironmentVariable as missing:
+        raise ConfigurationError(
+            f"data.source reads ${{oc.env:{missing.name}}}, but the step's environment has no "
+            f"{missing.name}: export it (or put it in .env) where the pipeline is started"
+        ) from None
+
+
+def check_source_digest(expected: str, read: str) -> None:
+    """The bytes read must be the ones the flow fingerprinted, or the step's run would be cached
+    under the digest of a file that has since been replaced."""
+    if expected and expected.removeprefix("sha256:") != read:
+        raise SourceError(
+            f"the source changed between the pipeline's fingerprint (sha256 "
+            f"{expected.removeprefix('sha256:')[:12]}...) and get_data's read (sha256 "
+            f"{read[:12]}...): something replaced the file while the pipeline started; run the "
+            "pipeline again once the file is no longer being written"
+        )
+
+
 def main(args: argparse.Namespace) -> None:
+    source = read_source_reference(args.source)
+    shown = redact_url(source)
     limits = source_limits(args)
     with step_run() as run, scratch_dir() as work:
-        kind = source_kind(args.source)
+        kind = source_kind(source)
         fetched = fetch_source(
-            args.source,
+            source,
             work,
             demo_rows=args.demo_rows,
             demo_seed=args.demo_seed,
@@ -79,10 +116,11 @@ def main(args: argparse.Namespace) -> None:
         stats = convert_csv_to_parquet(
             fetched.path, work / "raw.parquet", args.compression, limits=limits
         )
+        check_source_digest(args.source_sha256, stats.input_sha256)
         mlflow.set_tags(
             {
                 "data.source_kind": kind,
-                "data.source": redact_source(args.source),
+                "data.source": shown,
                 "data.input_sha256": stats.input_sha256,
             }
             | fetched.lineage
@@ -90,9 +128,7 @@ def main(args: argparse.Namespace) -> None:
         mlflow.log_metrics({"rows_out": stats.rows, "input_bytes": stats.input_bytes})
         publish_file("raw_data", work / "raw.parquet")
         logger.info("read %d rows (sha256 %s) from %s", stats.rows, stats.input_sha256, kind)
-        with WandbMirror(
-            "get_data", vars(args) | {"source": redact_source(args.source)}, run.info.run_id
-        ) as mirror:
+        with WandbMirror("get_data", vars(args) | {"source": shown}, run.info.run_id) as mirror:
             mirror.log_metrics({"rows_out": stats.rows})
             mirror.log_artifact(work / "raw.parquet", "raw_data", "dataset")
 

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from steps.common.errors import ConfigurationError, SourceError, TransientError
+from steps.common.url_secrets import redact_url
 from steps.ingest.source_limits import Deadline, SourceLimits
 
 logger = logging.getLogger(__name__)
@@ -174,11 +175,7 @@ def _socket_of(raw: Any) -> socket.socket | None:
 
 def _safe(url: str) -> str:
     """A URL fit for messages and logs: no credentials, no query string (signed URLs carry keys)."""
-    parsed = urlparse(url)
-    host = parsed.hostname or ""
-    if parsed.port:
-        host = f"{host}:{parsed.port}"
-    return f"{parsed.scheme}://{host}{parsed.path}"
+    return redact_url(url)
 
 
 def redact_source(source: str) -> str:

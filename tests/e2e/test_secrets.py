@@ -140,3 +140,27 @@ def test_no_secret_appears_in_tracking_results_or_logs(
             if secret.encode() in data
         ]
         assert not leaked, f"{name} appears in {leaked}"
+
+
+SIGNED = (
+    "https://listings-user:Pw0rdSECRETq7Zk2@127.0.0.1:9/listings.csv"
+    "?X-Amz-Credential=AKIAFAKESECRET42&X-Amz-Signature=5ig5ECRET9f8e7d6"
+)
+
+
+@pytest.mark.parametrize("written", [f"data.source='{SIGNED}'", f"data.source={SIGNED}"])
+def test_a_secret_url_written_out_is_refused_before_anything_is_stored(
+    workspace: Workspace, capfd: pytest.CaptureFixture[str], written: str
+) -> None:
+    """Quoted, the URL is refused for its credentials; unquoted, Hydra cannot parse it: either
+    way exit 2, the message names the environment reference, and no store holds anything.
+    (tests/services/test_secret_sources.py runs the pipeline from the reference itself.)"""
+    exit_code = main([written])
+
+    output = capfd.readouterr()
+    assert exit_code == 2
+    assert "data.source='${oc.env:" in output.err
+    for secret in ("Pw0rdSECRETq7Zk2", "5ig5ECRET9f8e7d6", "AKIAFAKESECRET42"):
+        assert secret not in output.out + output.err
+    assert not (workspace.root / "mlruns").exists()
+    assert not list(workspace.root.rglob("*.wandb"))
