@@ -28,10 +28,13 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_SOURCE_TYPE,
 )
 from prefect import get_run_logger, task
+from prefect.client.orchestration import get_client
 from prefect.context import TaskRunContext
+from prefect.states import Completed, State
 
 from tasks.locks import mutex
 from tasks.parameters import for_the_record, normalize
+from tasks.run_owner import owner_tags
 from tasks.step_cache import CACHE_TAG, find_cached_run
 from tasks.step_failure import StepFailed, is_transient, retry_if_transient, store_unavailable
 from tasks.step_result import StepResult
@@ -95,10 +98,25 @@ def _step_tags(step: str, parent_run_id: str | None, flow_run_id: str | None) ->
     return tags
 
 
+def show_cache_hit(task: Any, task_run: Any, state: Any) -> None:
+    """`on_completion` hook: a step whose finished MLflow run stood in for it ends as Completed
+    named "Cached" (as Prefect's own cache hits do), so the Prefect UI tells a step that ran from
+    one that was reused, e.g. the upstream steps of a flow run retried from the UI."""
+    result = state.result(raise_on_failure=False)
+    if not (isinstance(result, StepResult) and result.cached):
+        return
+    cached: State[None] = Completed(
+        name="Cached", message=f"reused finished MLflow run {result.run_id}"
+    )
+    with get_client(sync_client=True) as client:
+        client.set_task_run_state(task_run.id, cached, force=True)
+
+
 @task(
     name="run-entry-point",
     task_run_name="{step}",
     retry_condition_fn=retry_if_transient,
+    on_completion=[show_cache_hit],
     persist_result=False,
 )
 def run_entry_point(
@@ -177,6 +195,7 @@ def _run(
     interpreter_on_path()
     client = mlflow.MlflowClient()
     tags = _step_tags(step, parent_run_id, flow_run_id)
+    tags.update(owner_tags())  # until the entry point's own process takes the run over
     if cache_key:
         tags[CACHE_TAG] = cache_key
     child = client.create_run(experiment_id, run_name=step, tags=tags)

@@ -14,10 +14,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from steps.common.errors import EXIT_TRANSIENT, PERMANENT, TRANSIENT, StepError
+from steps.common.errors import EXIT_TRANSIENT, PERMANENT, TRANSIENT, StepError, TransientError
 
 logger = logging.getLogger(__name__)
 
+# A fault to inject, for drills and tests of recovery: "<step>@<path>" makes entry point <step>
+# fail with a transient error while the file <path> exists (docs/recovery.md).
+FAILPOINT_VARIABLE = "STEP_FAILPOINT"
 # Tag values are capped by some tracking stores; keep the message readable and well under that.
 _MAX_TAG_CHARS = 4000
 
@@ -50,6 +53,17 @@ def _record_failure(run_id: str | None, kind: str, message: str) -> None:
         logger.warning("could not record the failure on run %s", run_id, exc_info=True)
 
 
+def check_failpoint(step: str) -> None:
+    """Fail as a transient fault would, when STEP_FAILPOINT names this step and its file exists:
+    a fault switched on and off from outside the running pipeline (docs/recovery.md)."""
+    spec = os.environ.get(FAILPOINT_VARIABLE, "")
+    named, _, path = spec.partition("@")
+    if named == step and path and os.path.exists(path):
+        raise TransientError(
+            f"{FAILPOINT_VARIABLE}={spec}: injected fault (remove {path} to end it)"
+        )
+
+
 def _record_work_seconds(run_id: str | None, seconds: float) -> None:
     """The step's own work, without process start and imports: overhead is wall minus this."""
     import mlflow
@@ -70,6 +84,7 @@ def run_entry_point(
     run_id = os.environ.get("MLFLOW_RUN_ID")
     started = time.perf_counter()
     try:
+        check_failpoint(parser.prog)
         main(args)
         _record_work_seconds(run_id, time.perf_counter() - started)
     except StepError as error:
