@@ -11,11 +11,13 @@ full, and an unexpected error keeps its traceback everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 from prefect.exceptions import TerminationSignal
@@ -43,10 +45,19 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
     raise TerminationSignal(signum)
 
 
-def handle_termination() -> None:
+@contextlib.contextmanager
+def handle_termination() -> Iterator[None]:
     """SIGTERM unwinds the flow like Ctrl-C does, so cleanup runs (a plain SIGTERM would end the
-    process on the spot and leave its runs RUNNING)."""
-    signal.signal(signal.SIGTERM, _terminate)
+    process on the spot and leave its runs RUNNING). Only the main thread may set handlers: a
+    command called from another thread keeps the process's own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def tie_temporary_api_to_this_process() -> None:
@@ -97,9 +108,11 @@ class _QuietExpectedFailures(logging.Filter):
 
 def quiet_expected_failures(expected: tuple[type[BaseException], ...]) -> None:
     """Install the filter on the console handlers that Prefect's run loggers reach."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
     for name in ("", "prefect"):
         for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and not any(
+            if isinstance(handler, PrefectConsoleHandler) and not any(
                 isinstance(f, _QuietExpectedFailures) for f in handler.filters
             ):
                 handler.addFilter(_QuietExpectedFailures(handler, expected))
@@ -115,11 +128,11 @@ def run_command(
     `label` starts the last line of an expected failure ("pipeline failed: <cause and fix>").
     """
     known = EXPECTED_FAILURES + expected
-    handle_termination()
     quiet_expected_failures(known)
-    tie_temporary_api_to_this_process()
     try:
-        return body()
+        with handle_termination():
+            tie_temporary_api_to_this_process()
+            return body()
     except ConfigError as error:
         sys.stderr.write(f"error: {error}\n")
         return EXIT_CONFIG

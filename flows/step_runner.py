@@ -24,7 +24,7 @@ from flows.pipeline_steps import SPEC_BY_NAME, STEPS
 from flows.runtime import configure_services, promotion_lock, service_environment
 from tasks.parameters import normalize, redact
 from tasks.pipeline_run import reap_ghost_runs, reuse_step_outputs, start_pipeline_run
-from tasks.run_entry_point import PROJECT_ROOT, run_entry_point
+from tasks.run_entry_point import PROJECT_ROOT, run_entry_point, step_result
 from tasks.step_cache import cache_key, code_version, fingerprint_source
 from tasks.step_result import StepResult
 from tasks.tracking_store import ensure_experiment
@@ -172,8 +172,8 @@ class StepRunner:
     ) -> StepResult:
         """Run `step` in this flow's thread and wait for it."""
         cfg = cfg or self.cfg
-        result: StepResult = self.task_for(cfg)(**self.arguments(step, results, parent_run_id, cfg))
-        return result
+        outcome = self.task_for(cfg)(**self.arguments(step, results, parent_run_id, cfg))
+        return step_result(outcome)  # a cache hit comes back as its Cached state
 
     def submit(
         self,

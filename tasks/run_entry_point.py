@@ -28,7 +28,6 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_SOURCE_TYPE,
 )
 from prefect import get_run_logger, task
-from prefect.client.orchestration import get_client
 from prefect.context import TaskRunContext
 from prefect.states import Completed, State
 
@@ -98,25 +97,30 @@ def _step_tags(step: str, parent_run_id: str | None, flow_run_id: str | None) ->
     return tags
 
 
-def show_cache_hit(task: Any, task_run: Any, state: Any) -> None:
-    """`on_completion` hook: a step whose finished MLflow run stood in for it ends as Completed
-    named "Cached" (as Prefect's own cache hits do), so the Prefect UI tells a step that ran from
-    one that was reused, e.g. the upstream steps of a flow run retried from the UI."""
-    result = state.result(raise_on_failure=False)
-    if not (isinstance(result, StepResult) and result.cached):
-        return
-    cached: State[None] = Completed(
-        name="Cached", message=f"reused finished MLflow run {result.run_id}"
+def cache_hit(result: StepResult) -> Any:
+    """The final state of a step whose finished MLflow run stood in for it: Completed, named
+    "Cached" as Prefect's own cache hits are, so the Prefect UI tells a step that ran from one
+    that was reused (e.g. the upstream steps of a flow run retried from the UI).
+
+    A task returning a State ends in that state; futures resolve to its data (the StepResult),
+    a direct call of the task returns the State itself (`step_result` unwraps it). Typed Any
+    for the task's declared StepResult."""
+    return Completed(
+        name="Cached", message=f"reused finished MLflow run {result.run_id}", data=result
     )
-    with get_client(sync_client=True) as client:
-        client.set_task_run_state(task_run.id, cached, force=True)
+
+
+def step_result(outcome: StepResult | State[Any]) -> StepResult:
+    """What a direct call of run_entry_point handed back, as a StepResult."""
+    value = outcome.result() if isinstance(outcome, State) else outcome
+    assert isinstance(value, StepResult)
+    return value
 
 
 @task(
     name="run-entry-point",
     task_run_name="{step}",
     retry_condition_fn=retry_if_transient,
-    on_completion=[show_cache_hit],
     persist_result=False,
 )
 def run_entry_point(
@@ -136,7 +140,8 @@ def run_entry_point(
 ) -> StepResult:
     """Run entry point `step` of the project's MLproject and return what it produced.
 
-    With `cache_key`, a finished run with the same key stands for the step (see step_cache.py).
+    With `cache_key`, a finished run with the same key stands for the step (see step_cache.py)
+    and the task run ends Completed named "Cached" (see `cache_hit`).
     With `lock`, the step runs while holding that cluster-wide mutex (e.g. promotion).
     `environment` carries the flow's store settings (tracking URI, W&B) to a task that runs in
     another process, such as a Dask worker; `step_environment` holds variables for the entry
@@ -152,7 +157,7 @@ def run_entry_point(
                 step,
                 cached.info.run_id,
             )
-            return result_of(cached, step, cached=True)
+            return cache_hit(result_of(cached, step, cached=True))
     try:
         with mutex(lock, timeout_s) if lock else contextlib.nullcontext():
             return _run(
