@@ -112,10 +112,12 @@ def quiet_expected_failures(expected: tuple[type[BaseException], ...]) -> None:
 
     for name in ("", "prefect"):
         for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, PrefectConsoleHandler) and not any(
-                isinstance(f, _QuietExpectedFailures) for f in handler.filters
-            ):
-                handler.addFilter(_QuietExpectedFailures(handler, expected))
+            if not isinstance(handler, PrefectConsoleHandler):
+                continue
+            for installed in handler.filters:  # a second command in this process
+                if isinstance(installed, _QuietExpectedFailures):
+                    handler.removeFilter(installed)
+            handler.addFilter(_QuietExpectedFailures(handler, expected))
 
 
 def run_command(
