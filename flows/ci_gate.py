@@ -29,6 +29,7 @@ import mlflow
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.cli import run_command
 from flows.config import CIConfig, ConfigError, PipelineConfig, load_config
 from flows.runtime import prepare_process
 from flows.summary import PipelineSummary
@@ -351,13 +352,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(overrides)
         if "promote" not in cfg.main.steps:
             raise ConfigError("the CI gate needs the promote step: add promote to main.steps")
-        report = ci_gate(overrides=overrides)
     except ConfigError as error:
         sys.stderr.write(f"error: {error}\n")
         return EXIT_CONFIG
-    sys.stdout.write(render_report(report))
-    sys.stdout.write(f"(report written to {', '.join(report.report_paths)})\n")
-    return report.exit_code
+
+    def body() -> int:
+        report = ci_gate(overrides=overrides)
+        sys.stdout.write(render_report(report))
+        sys.stdout.write(f"(report written to {', '.join(report.report_paths)})\n")
+        return report.exit_code
+
+    return run_command("ci gate", body)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.cli import run_command
 from flows.config import load_config
 from flows.runtime import configure_services, promotion_lock, start_command
 from tasks.registry_history import read_alias_history
 from tasks.run_entry_point import run_entry_point
-from tasks.step_failure import StepFailed
 from tasks.step_result import StepResult
 from tasks.tracking_store import ensure_experiment
 
@@ -84,17 +84,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not start_command(overrides):
         return 2
     if args.command == "history":
-        sys.stdout.write(render_history(promotion_history(overrides=overrides)))
-        return 0
+        return run_command("history", lambda: _print_history(overrides))
     if args.to_version < 0:
         sys.stderr.write("error: --to-version must be a positive version number\n")
         return 2
-    try:
+
+    def rollback_body() -> int:
         result = rollback_champion(overrides=overrides, to_version=args.to_version)
-    except StepFailed as error:
-        sys.stderr.write(f"rollback failed: {error}\n")
-        return 1
-    sys.stdout.write(result.notes.get("verdict", "rolled back") + "\n")
+        sys.stdout.write(result.notes.get("verdict", "rolled back") + "\n")
+        return 0
+
+    return run_command("rollback", rollback_body)
+
+
+def _print_history(overrides: Sequence[str]) -> int:
+    sys.stdout.write(render_history(promotion_history(overrides=list(overrides))))
     return 0
 
 

@@ -48,12 +48,21 @@ def configure_services(cfg: PipelineConfig, start_dir: Path, group: str) -> str:
     os.environ["WANDB_PROJECT"] = cfg.wandb.project
     os.environ["WANDB_RUN_GROUP"] = cfg.wandb.group or group
     os.environ.setdefault("WANDB_DIR", str(start_dir))
+    # The flow prints a failed step's message once, at the end (flows/cli.py): the entry point
+    # need not log it a second time (steps/common/entrypoint.py).
+    os.environ["STEP_ERRORS_REPORTED_BY_CALLER"] = "1"
     return uri
 
 
 # What an entry point's process needs to reach the stores, set by configure_services. Never a
 # credential: those stay in each machine's own environment or .env.
-SERVICE_VARIABLES = ("MLFLOW_TRACKING_URI", "WANDB_MODE", "WANDB_PROJECT", "WANDB_RUN_GROUP")
+SERVICE_VARIABLES = (
+    "MLFLOW_TRACKING_URI",
+    "WANDB_MODE",
+    "WANDB_PROJECT",
+    "WANDB_RUN_GROUP",
+    "STEP_ERRORS_REPORTED_BY_CALLER",
+)
 
 
 def service_environment() -> dict[str, str]:

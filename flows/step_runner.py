@@ -24,8 +24,8 @@ from flows.pipeline_steps import SPEC_BY_NAME, STEPS
 from flows.runtime import configure_services, promotion_lock, service_environment
 from steps.common.url_secrets import env_references
 from tasks.parameters import normalize, redact
-from tasks.pipeline_run import reuse_step_outputs, start_pipeline_run
-from tasks.run_entry_point import PROJECT_ROOT, run_entry_point
+from tasks.pipeline_run import reap_ghost_runs, reuse_step_outputs, start_pipeline_run
+from tasks.run_entry_point import PROJECT_ROOT, run_entry_point, step_result
 from tasks.step_cache import cache_key, code_version, fingerprint_source
 from tasks.step_result import StepResult
 from tasks.tracking_store import ensure_experiment
@@ -187,8 +187,8 @@ class StepRunner:
     ) -> StepResult:
         """Run `step` in this flow's thread and wait for it."""
         cfg = cfg or self.cfg
-        result: StepResult = self.task_for(cfg)(**self.arguments(step, results, parent_run_id, cfg))
-        return result
+        outcome = self.task_for(cfg)(**self.arguments(step, results, parent_run_id, cfg))
+        return step_result(outcome)  # a cache hit comes back as its Cached state
 
     def submit(
         self,
@@ -228,15 +228,19 @@ def start_flow(
     log: Any,
     kind: str = "pipeline",
 ) -> FlowStart:
-    """The start the pipeline and a sweep share: stores and W&B set up, the experiment, the
-    left-out upstream steps reused (PipelineError, before any work, when one never finished),
-    then the parent run opened with what it was started with."""
+    """The start the pipeline and a sweep share: stores and W&B set up, the experiment, runs
+    left RUNNING by killed pipelines marked KILLED, the left-out upstream steps reused
+    (PipelineError, before any work, when one never finished), then the parent run opened
+    with what it was started with."""
     start_dir = Path.cwd()
     tracking_uri = configure_services(cfg, start_dir, group=group)
     experiment_id = ensure_experiment(cfg.main.experiment_name)
     steps = StepRunner(
         cfg, experiment_id, flow_run.get_id(), start_dir, environment=service_environment()
     )
+    reaped = reap_ghost_runs(experiment_id)
+    if reaped:
+        log.warning("marked %d run(s) left RUNNING by a killed pipeline as KILLED", len(reaped))
     results = reuse_upstream(cfg, experiment_id, log)
     recorded = {
         "overrides": " ".join(overrides) or "(none)",

@@ -33,6 +33,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
 from flows.artifacts import publish_sweep_artifacts
+from flows.cli import run_command
 from flows.config import ConfigError
 from flows.dask_runner import (
     SweepClusterError,
@@ -42,7 +43,7 @@ from flows.dask_runner import (
     step_environment,
 )
 from flows.runtime import prepare_process
-from flows.step_runner import PipelineError, StepRunner, source_label, start_flow
+from flows.step_runner import StepRunner, source_label, start_flow
 from flows.summary import build_summary, test_scores
 from flows.sweep_plan import (
     MULTIRUN_FLAGS,
@@ -297,13 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
-    try:
-        summary = sweep(overrides=arguments, variants=variants)
-    except (StepFailed, PipelineError, SweepFailed, SweepClusterError, ConfigError) as error:
-        sys.stderr.write(f"sweep failed: {error}\n")
-        return 1
-    sys.stdout.write(summary.render())
-    return 0
+
+    def body() -> int:
+        sys.stdout.write(sweep(overrides=arguments, variants=variants).render())
+        return 0
+
+    return run_command("sweep", body, expected=(SweepFailed, SweepClusterError))
 
 
 if __name__ == "__main__":

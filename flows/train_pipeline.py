@@ -22,13 +22,13 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.artifacts import publish_run_artifacts
+from flows.cli import run_command
 from flows.config import ConfigError, PipelineConfig, load_config
 from flows.runtime import start_command
 from flows.step_runner import PipelineError, source_label, start_flow
 from flows.summary import PipelineSummary, build_summary
 from flows.sweep_plan import MULTIRUN_FLAGS
 from tasks.pipeline_run import end_pipeline_run
-from tasks.step_failure import StepFailed
 
 logger = logging.getLogger(__name__)
 
@@ -84,13 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sweep_main(overrides)
     if not start_command(overrides):
         return 2
-    try:
-        summary = train_pipeline(overrides=overrides)
-    except (StepFailed, PipelineError, ConfigError) as error:
-        sys.stderr.write(f"pipeline failed: {error}\n")
-        return 1
-    sys.stdout.write(summary.render())
-    return 0
+
+    def body() -> int:
+        sys.stdout.write(train_pipeline(overrides=overrides).render())
+        return 0
+
+    return run_command("pipeline", body)
 
 
 if __name__ == "__main__":

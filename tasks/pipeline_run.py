@@ -11,6 +11,7 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from prefect import task
 
+from tasks.run_owner import owner_tags, reap_ghosts
 from tasks.step_result import StepResult
 from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG, reuse_result
 
@@ -34,6 +35,8 @@ def start_pipeline_run(
     adopted = os.environ.get("MLFLOW_RUN_ID")
     run_id = adopted or client.create_run(experiment_id, run_name=run_name).info.run_id
     client.set_tag(run_id, STEP_TAG, kind)
+    for key, value in owner_tags().items():  # this flow process: if it dies, the run is a ghost
+        client.set_tag(run_id, key, value)
     if flow_run_id:
         client.set_tag(run_id, FLOW_RUN_TAG, flow_run_id)
     existing = client.get_run(run_id).data.params
@@ -41,6 +44,13 @@ def start_pipeline_run(
         if key not in existing:
             client.log_param(run_id, key, value)
     return run_id
+
+
+@task(name="reap-ghost-runs", persist_result=False)
+def reap_ghost_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the runs a killed pipeline left RUNNING (their owner process is gone), so the
+    MLflow UI shows no ghosts; runs of live pipelines and of other hosts are left alone."""
+    return reap_ghosts(experiment_id)
 
 
 @task(name="end-pipeline-run", persist_result=False)
@@ -67,7 +77,7 @@ def start_variant_run(
 ) -> str:
     """Open one sweep variant's run under the sweep's parent; its steps become its children."""
     client = mlflow.MlflowClient()
-    tags = {PARENT_RUN_TAG: parent_run_id, STEP_TAG: VARIANT_KIND}
+    tags = {PARENT_RUN_TAG: parent_run_id, STEP_TAG: VARIANT_KIND, **owner_tags()}
     if flow_run_id:
         tags[FLOW_RUN_TAG] = flow_run_id
     run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id

@@ -29,9 +29,11 @@ from mlflow.utils.mlflow_tags import (
 )
 from prefect import get_run_logger, task
 from prefect.context import TaskRunContext
+from prefect.states import Completed, State
 
 from tasks.locks import mutex
 from tasks.parameters import for_the_record, normalize
+from tasks.run_owner import owner_tags
 from tasks.step_cache import CACHE_TAG, find_cached_run, vouch_tag
 from tasks.step_failure import StepFailed, is_transient, retry_if_transient, store_unavailable
 from tasks.step_result import StepResult
@@ -95,6 +97,26 @@ def _step_tags(step: str, parent_run_id: str | None, flow_run_id: str | None) ->
     return tags
 
 
+def cache_hit(result: StepResult) -> Any:
+    """The final state of a step whose finished MLflow run stood in for it: Completed, named
+    "Cached" as Prefect's own cache hits are, so the Prefect UI tells a step that ran from one
+    that was reused (e.g. the upstream steps of a flow run retried from the UI).
+
+    A task returning a State ends in that state; futures resolve to its data (the StepResult),
+    a direct call of the task returns the State itself (`step_result` unwraps it). Typed Any
+    for the task's declared StepResult."""
+    return Completed(
+        name="Cached", message=f"reused finished MLflow run {result.run_id}", data=result
+    )
+
+
+def step_result(outcome: StepResult | State[Any]) -> StepResult:
+    """What a direct call of run_entry_point handed back, as a StepResult."""
+    value = outcome.result() if isinstance(outcome, State) else outcome
+    assert isinstance(value, StepResult)
+    return value
+
+
 @task(
     name="run-entry-point",
     task_run_name="{step}",
@@ -118,7 +140,8 @@ def run_entry_point(
 ) -> StepResult:
     """Run entry point `step` of the project's MLproject and return what it produced.
 
-    With `cache_key`, a finished run with the same key stands for the step (see step_cache.py).
+    With `cache_key`, a finished run with the same key stands for the step (see step_cache.py)
+    and the task run ends Completed named "Cached" (see `cache_hit`).
     With `lock`, the step runs while holding that cluster-wide mutex (e.g. promotion).
     `environment` carries the flow's store settings (tracking URI, W&B) to a task that runs in
     another process, such as a Dask worker; `step_environment` holds variables for the entry
@@ -134,7 +157,7 @@ def run_entry_point(
                 step,
                 cached.info.run_id,
             )
-            return result_of(cached, step, cached=True)
+            return cache_hit(result_of(cached, step, cached=True))
     try:
         with mutex(lock, timeout_s) if lock else contextlib.nullcontext():
             return _run(
@@ -177,6 +200,7 @@ def _run(
     interpreter_on_path()
     client = mlflow.MlflowClient()
     tags = _step_tags(step, parent_run_id, flow_run_id)
+    tags.update(owner_tags())  # until the entry point's own process takes the run over
     if cache_key:
         tags[CACHE_TAG] = cache_key
     child = client.create_run(experiment_id, run_name=step, tags=tags)

@@ -14,10 +14,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from steps.common.errors import EXIT_TRANSIENT, PERMANENT, TRANSIENT, StepError
+from steps.common.errors import EXIT_TRANSIENT, PERMANENT, TRANSIENT, StepError, TransientError
 
 logger = logging.getLogger(__name__)
 
+# A fault to inject, for drills and tests of recovery: "<step>@<path>" makes entry point <step>
+# fail with a transient error while the file <path> exists (docs/recovery.md).
+FAILPOINT_VARIABLE = "STEP_FAILPOINT"
+# Set (to "1") by an orchestrator that prints a failed step's message to its user itself, read
+# from the run's step.error_message tag: the step then logs only its kind, not the message again.
+REPORTED_BY_CALLER = "STEP_ERRORS_REPORTED_BY_CALLER"
 # Tag values are capped by some tracking stores; keep the message readable and well under that.
 _MAX_TAG_CHARS = 4000
 
@@ -37,17 +43,31 @@ def configure_process() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _record_failure(run_id: str | None, kind: str, message: str) -> None:
-    """Leave the failure on the step's MLflow run, where the orchestrator looks for it."""
+def _record_failure(run_id: str | None, kind: str, message: str) -> bool:
+    """Leave the failure on the step's MLflow run, where the orchestrator looks for it;
+    whether it is there now."""
     import mlflow
 
     if not run_id:
-        return
+        return False
     try:
         mlflow.MlflowClient().set_tag(run_id, "step.error_kind", kind)
         mlflow.MlflowClient().set_tag(run_id, "step.error_message", message[:_MAX_TAG_CHARS])
     except Exception:  # the store may be the thing that failed; the exit code still tells
         logger.warning("could not record the failure on run %s", run_id, exc_info=True)
+        return False
+    return True
+
+
+def check_failpoint(step: str) -> None:
+    """Fail as a transient fault would, when STEP_FAILPOINT names this step and its file exists:
+    a fault switched on and off from outside the running pipeline (docs/recovery.md)."""
+    spec = os.environ.get(FAILPOINT_VARIABLE, "")
+    named, _, path = spec.partition("@")
+    if named == step and path and os.path.exists(path):
+        raise TransientError(
+            f"{FAILPOINT_VARIABLE}={spec}: injected fault (remove {path} to end it)"
+        )
 
 
 def _record_work_seconds(run_id: str | None, seconds: float) -> None:
@@ -70,12 +90,22 @@ def run_entry_point(
     run_id = os.environ.get("MLFLOW_RUN_ID")
     started = time.perf_counter()
     try:
+        check_failpoint(parser.prog)
         main(args)
         _record_work_seconds(run_id, time.perf_counter() - started)
     except StepError as error:
         message = str(error)
-        logger.error("%s failed (%s): %s", parser.prog, error.kind, message)
-        _record_failure(run_id, error.kind, message)
+        if _record_failure(run_id, error.kind, message) and os.environ.get(REPORTED_BY_CALLER):
+            # The pipeline prints the message itself, once, at the end (flows/cli.py).
+            logger.error(
+                "%s failed (%s, exit code %d); the pipeline reports why (run %s)",
+                parser.prog,
+                error.kind,
+                error.exit_code,
+                run_id,
+            )
+        else:
+            logger.error("%s failed (%s): %s", parser.prog, error.kind, message)
         sys.exit(error.exit_code)
     except Exception as error:
         if is_unavailable_store(error):

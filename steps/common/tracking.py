@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,12 +20,30 @@ import mlflow
 logger = logging.getLogger(__name__)
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
+# The process that owns a RUNNING run: if it is gone, so is the run (tasks/run_owner.py reaps
+# such runs at the next pipeline start). The same names are written there.
+OWNER_HOST_TAG = "process.host"
+OWNER_PID_TAG = "process.pid"
+OWNER_STARTED_TAG = "process.started"
+
+
+def owner_tags() -> dict[str, str]:
+    """This process as a run's owner: host, pid and start time (a pid alone can be reused)."""
+    import psutil
+
+    return {
+        OWNER_HOST_TAG: socket.gethostname(),
+        OWNER_PID_TAG: str(os.getpid()),
+        OWNER_STARTED_TAG: repr(psutil.Process().create_time()),
+    }
 
 
 @contextlib.contextmanager
 def step_run() -> Iterator[mlflow.ActiveRun]:
-    """The step's MLflow run: the one `mlflow run` created (MLFLOW_RUN_ID), or a fresh one."""
+    """The step's MLflow run: the one `mlflow run` created (MLFLOW_RUN_ID), or a fresh one,
+    owned by this process from now on (so a killed step's run can be told from a live one)."""
     with mlflow.start_run() as run:
+        mlflow.set_tags(owner_tags())
         yield run
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import psutil
 
+from tasks.lifeline import Lifeline
 from tasks.warm_backend.protocol import decode_lines, encode
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class WarmServer:
         self.project_root = project_root
         self.directory = Path(tempfile.mkdtemp(prefix="warm-fork-"))
         self.socket_path = str(self.directory / "server.sock")
-        lifeline_r, self._lifeline_w = os.pipe()  # both ends non-inheritable
+        self._lifeline = Lifeline()
         try:
             self.process = subprocess.Popen(
                 [
@@ -74,15 +75,15 @@ class WarmServer:
                     "--socket",
                     self.socket_path,
                     "--lifeline-fd",
-                    str(lifeline_r),
+                    str(self._lifeline.child_end),
                 ],
                 cwd=str(project_root),
                 stdin=subprocess.DEVNULL,
-                pass_fds=(lifeline_r,),
+                pass_fds=(self._lifeline.child_end,),
                 start_new_session=True,  # Ctrl-C reaches the flow, which decides
             )
         finally:
-            os.close(lifeline_r)
+            self._lifeline.handed_over()
         logger.info("started warm-fork server %d for %s", self.process.pid, project_root)
 
     @property
@@ -108,8 +109,7 @@ class WarmServer:
             time.sleep(_POLL_S)
 
     def stop(self, grace_s: float = 5.0) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._lifeline_w)
+        self._lifeline.cut()
         if self.alive:
             self.process.terminate()
             try:

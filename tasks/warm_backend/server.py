@@ -30,6 +30,7 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
+from tasks.lifeline import owner_gone
 from tasks.warm_backend.protocol import decode_lines, encode, exit_code_of
 
 # What the entry points import, heaviest first; each is best effort (a missing optional module
@@ -265,7 +266,7 @@ class ForkServer:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self.wake_r, 4096)
                 elif key.data == "lifeline":
-                    if not os.read(self.lifeline_fd, 4096):  # type: ignore[arg-type]
+                    if owner_gone(self.lifeline_fd):  # type: ignore[arg-type]
                         self.stopping = True  # the flow process is gone
                 elif isinstance(key.data, tuple):
                     self._client_event(key.fileobj, key.data[1])  # type: ignore[arg-type]

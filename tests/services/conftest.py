@@ -93,6 +93,9 @@ def base_env(home: Path) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # A temporary API on a fresh PREFECT_HOME migrates its database first: slow on a busy
+        # machine, beyond Prefect's default 20 s.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     }
     return env
@@ -179,6 +182,8 @@ class Served:
     process: Process
     workdir: Path
     tracking_uri: str
+    # While this file exists, the train entry point fails with a transient error (STEP_FAILPOINT).
+    train_fault: Path
 
 
 @pytest.fixture(scope="session")
@@ -187,7 +192,9 @@ def served(prefect_server: PrefectServer, services_home: Path) -> Iterator[Serve
     workdir = services_home / "served"
     workdir.mkdir()
     tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    train_fault = workdir / "train-fault"
     env = prefect_server.client_env() | {
+        "STEP_FAILPOINT": f"train@{train_fault}",
         "MLFLOW_TRACKING_URI": tracking_uri,
         "WANDB_MODE": "offline",
         "WANDB_DIR": str(workdir),
@@ -202,7 +209,7 @@ def served(prefect_server: PrefectServer, services_home: Path) -> Iterator[Serve
     command = [sys.executable, "-m", "deployments.serve"]
     process = start_process("serve", command, env, workdir, prefect_server.home)
     try:
-        yield Served(process, workdir, tracking_uri)
+        yield Served(process, workdir, tracking_uri, train_fault)
     finally:
         # Ctrl-C, as a person stops it; the schedules must stay active afterwards.
         code = process.stop(signal.SIGINT)
