@@ -48,8 +48,7 @@ ci-train: install
 serve: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
 	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db}" \
-	$(VENV)/bin/mlflow models serve -m "models:/$(MODEL)@champion" --env-manager local \
-		-h 127.0.0.1 -p $(PORT)
+	$(PY) -m deployments.model_server --model "models:/$(MODEL)@champion" --host 127.0.0.1 --port $(PORT)
 
 ## The shared MLflow tracking server (SQL backend, served artifacts) on $MLFLOW_HOST:$MLFLOW_PORT
 ## (127.0.0.1:5000): SQLite in mlruns/server/ unless MLFLOW_BACKEND_STORE_URI=postgresql://USER@HOST/DB.
