@@ -45,6 +45,7 @@ ci-train: install
 	$(PY) -m flows.ci_gate $(ARGS)
 
 ## Serve the champion on loopback: POST raw listing rows to http://127.0.0.1:$(PORT)/invocations.
+## The model is checked first (project format, no pickle: docs/model-format.md), then served.
 serve: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
 	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db}" \
