@@ -131,20 +131,21 @@ class PricePipeline:
         return np.asarray(self.pipeline.predict(model_input), dtype=float)
 
 
-def check_pipeline_types(path: Path) -> None:
+def check_pipeline_types(path: Path, label: str | None = None) -> None:
     """Refuse a skops file naming a type outside TRUSTED_TYPES; reads its schema, builds nothing."""
     import skops.io
 
+    label = label or str(path)
     try:
         found = skops.io.get_untrusted_types(file=path)
     except Exception as error:  # not a zip, no schema, a schema skops cannot read
-        raise UnsafeModelError(f"{path} is not a readable skops file ({error})") from error
+        raise _refuse(label, f"{PIPELINE_FILE} is not a readable skops file ({error})") from error
     foreign = [name for name in found if name not in TRUSTED_TYPES]
     if foreign:
-        raise UnsafeModelError(
-            f"{path} names types the project does not trust, so it was not loaded: {foreign}. "
-            "The artifact was not written by this project's `train` (or was altered since); "
-            "retrain the model (make run) and promote the new version"
+        raise _refuse(
+            label,
+            f"{PIPELINE_FILE} names types the project does not trust: {foreign} (it was not "
+            "written by this project's `train`, or was altered since)",
         )
 
 
@@ -161,54 +162,64 @@ def _load_pyfunc(data_path: str) -> PricePipeline:
     return PricePipeline(read_pipeline(Path(data_path)))
 
 
-def _refuse(model_dir: Path, problem: str) -> UnsafeModelError:
+# What to do about a refused model, for every refusal: a model of an older format (cloudpickle
+# pyfunc, sklearn flavor) is refused like a tampered one, and a refused champion blocks promote.
+_FIX = (
+    "retrain it (make run) and promote the new version; if it is the champion, first point "
+    "the alias at a version in this format (python -m flows.promotion rollback --to-version N)"
+)
+
+
+def _refuse(label: str, problem: str) -> UnsafeModelError:
     return UnsafeModelError(
-        f"model at {model_dir} is refused before loading: {problem}. Only models logged by this "
+        f"model {label} is refused before loading: {problem}. Only models logged by this "
         f"project's `train` (python_function flavor, loader_module {LOADER_MODULE}, "
-        f"{DATA_PATH}, no code) are loaded; retrain it (make run) and promote the new version"
+        f"{DATA_PATH}, no code, no pickle) are loaded; {_FIX}"
     )
 
 
-def verify_model_dir(model_dir: Path) -> None:
+def verify_model_dir(model_dir: Path, label: str | None = None) -> None:
     """Check a downloaded model names the project's loader, nothing that runs, only trusted types.
 
     Reads the MLmodel with a YAML parser and the skops file's type list; constructs nothing.
+    `label` (the model URI) names the model in the error.
     """
+    label = label or str(model_dir)
     mlmodel = model_dir / "MLmodel"
     if not mlmodel.is_file():
-        raise _refuse(model_dir, "it has no MLmodel file")
+        raise _refuse(label, "it has no MLmodel file")
     try:
         meta = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise _refuse(model_dir, f"its MLmodel is not valid YAML ({error})") from error
+        raise _refuse(label, f"its MLmodel is not valid YAML ({error})") from error
     if not isinstance(meta, dict):
-        raise _refuse(model_dir, "its MLmodel is not a mapping")
+        raise _refuse(label, "its MLmodel is not a mapping")
     flavors = meta.get("flavors")
     if not isinstance(flavors, dict) or set(flavors) != {"python_function"}:
         names = sorted(flavors) if isinstance(flavors, dict) else flavors
-        raise _refuse(model_dir, f"its flavors are {names!r}, expected only python_function")
+        raise _refuse(label, f"its flavors are {names!r}, expected only python_function")
     conf = flavors["python_function"]
     if not isinstance(conf, dict):
-        raise _refuse(model_dir, "its python_function flavor is not a mapping")
+        raise _refuse(label, "its python_function flavor is not a mapping")
     if conf.get("loader_module") != LOADER_MODULE:
-        raise _refuse(model_dir, f"it names loader_module {conf.get('loader_module')!r}")
+        raise _refuse(label, f"it names loader_module {conf.get('loader_module')!r}")
     extra = sorted(set(conf) - _PYFUNC_KEYS)
     if extra:
-        raise _refuse(model_dir, f"its python_function flavor carries {extra}")
+        raise _refuse(label, f"its python_function flavor carries {extra}")
     for key, expected in _PYFUNC_FIXED.items():
         if conf.get(key, expected) != expected:
             raise _refuse(
                 model_dir, f"its python_function {key} is {conf[key]!r}, not {expected!r}"
             )
     if conf.get("data") != DATA_PATH:
-        raise _refuse(model_dir, f"its data path is {conf.get('data')!r}, not {DATA_PATH!r}")
+        raise _refuse(label, f"its data path is {conf.get('data')!r}, not {DATA_PATH!r}")
     metadata = meta.get("metadata")
     if not isinstance(metadata, dict) or metadata.get(FORMAT_KEY) != FORMAT:
-        raise _refuse(model_dir, f"its metadata does not declare {FORMAT_KEY}: {FORMAT}")
+        raise _refuse(label, f"its metadata does not declare {FORMAT_KEY}: {FORMAT}")
     data = model_dir / DATA_PATH
     if data.is_symlink() or not data.is_file():
-        raise _refuse(model_dir, f"{DATA_PATH} is not a plain file")
-    check_pipeline_types(data)
+        raise _refuse(label, f"{DATA_PATH} is not a plain file")
+    check_pipeline_types(data, label)
 
 
 @contextmanager
@@ -222,7 +233,7 @@ def downloaded_model(model_uri: str) -> Iterator[Path]:
         except Exception as error:
             raise PreconditionError(f"model {model_uri!r} cannot be downloaded: {error}") from error
         model_dir = Path(local)
-        verify_model_dir(model_dir)
+        verify_model_dir(model_dir, model_uri)
         yield model_dir
 
 

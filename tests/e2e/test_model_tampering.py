@@ -97,8 +97,11 @@ def test_a_tampered_champion_is_refused_and_runs_nothing(
     marker.unlink()
 
     test = _test_rows(model, tmp_path)
-    with pytest.raises(UnsafeModelError, match=r"retrain it|does not trust"):
+    with pytest.raises(UnsafeModelError) as refused:
         score(model.uri, test)  # promote: candidate and champion are both loaded so
+    message = str(refused.value)
+    assert f"model {model.uri} is refused before loading" in message
+    assert "retrain it (make run)" in message and "rollback --to-version" in message
     with pytest.raises(UnsafeModelError):
         load_price_model(f"models:/{model.name}/1")
     with pytest.raises(SystemExit) as exited:
@@ -108,5 +111,5 @@ def test_a_tampered_champion_is_refused_and_runs_nothing(
             ["--model", model.uri, "--test_data", model.test_uri],
         )
     assert exited.value.code == 5
-    assert "refused" in caplog.text or "does not trust" in caplog.text
+    assert f"model {model.uri} is refused before loading" in caplog.text
     assert not marker.exists()
