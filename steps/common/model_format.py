@@ -76,26 +76,34 @@ class UnsafeModelError(PreconditionError):
     """A model directory is not in the project's format: loading it could run foreign code."""
 
 
+def _untrusted(data: bytes) -> list[str]:
+    import skops.io
+
+    return sorted(
+        name for name in skops.io.get_untrusted_types(data=data) if name not in TRUSTED_TYPES
+    )
+
+
 def untrusted_types(pipeline: Any) -> list[str]:
     """The types in `pipeline` that TRUSTED_TYPES does not list (empty: it can be saved)."""
     import skops.io
 
-    found = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
-    return sorted(name for name in found if name not in TRUSTED_TYPES)
+    return _untrusted(skops.io.dumps(pipeline))
 
 
 def write_pipeline(pipeline: Any, directory: Path) -> Path:
     """Write the fitted pipeline as `directory/pipeline.skops`, refusing types not trusted."""
     import skops.io
 
-    foreign = untrusted_types(pipeline)
+    data = skops.io.dumps(pipeline)
+    foreign = _untrusted(data)
     if foreign:
         raise UnsafeModelError(
             f"the model holds types the project does not trust to load: {foreign}; "
             f"review them and add them to TRUSTED_TYPES in {__name__}"
         )
     path = directory / PIPELINE_FILE
-    skops.io.dump(pipeline, path)
+    path.write_bytes(data)
     return path
 
 
@@ -208,16 +216,15 @@ def verify_model_dir(model_dir: Path, label: str | None = None) -> None:
         raise _refuse(label, f"its python_function flavor carries {extra}")
     for key, expected in _PYFUNC_FIXED.items():
         if conf.get(key, expected) != expected:
-            raise _refuse(
-                model_dir, f"its python_function {key} is {conf[key]!r}, not {expected!r}"
-            )
+            raise _refuse(label, f"its python_function {key} is {conf[key]!r}, not {expected!r}")
     if conf.get("data") != DATA_PATH:
         raise _refuse(label, f"its data path is {conf.get('data')!r}, not {DATA_PATH!r}")
     metadata = meta.get("metadata")
     if not isinstance(metadata, dict) or metadata.get(FORMAT_KEY) != FORMAT:
         raise _refuse(label, f"its metadata does not declare {FORMAT_KEY}: {FORMAT}")
     data = model_dir / DATA_PATH
-    if data.is_symlink() or not data.is_file():
+    inside = data.resolve().is_relative_to(model_dir.resolve())
+    if data.is_symlink() or not data.is_file() or not inside:
         raise _refuse(label, f"{DATA_PATH} is not a plain file")
     check_pipeline_types(data, label)
 

@@ -145,6 +145,14 @@ def test_a_symlinked_or_missing_data_file_and_bad_yaml_are_refused(tmp_path: Pat
     data.symlink_to(tmp_path / "outside.skops")
     with pytest.raises(UnsafeModelError, match="not a plain file"):
         verify_model_dir(model)
+    data.unlink()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "outside.skops").rename(outside / "pipeline.skops")
+    (model / "data").rmdir()
+    (model / "data").symlink_to(outside)  # the file is plain, the folder leads elsewhere
+    with pytest.raises(UnsafeModelError, match="not a plain file"):
+        verify_model_dir(model)
     (model / "MLmodel").write_text("flavors: [unclosed\n")
     with pytest.raises(UnsafeModelError, match="not valid YAML"):
         verify_model_dir(model)
