@@ -45,11 +45,11 @@ ci-train: install
 	$(PY) -m flows.ci_gate $(ARGS)
 
 ## Serve the champion on loopback: POST raw listing rows to http://127.0.0.1:$(PORT)/invocations.
+## The model is checked first (project format, no pickle: docs/model-format.md), then served.
 serve: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
 	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db}" \
-	$(VENV)/bin/mlflow models serve -m "models:/$(MODEL)@champion" --env-manager local \
-		-h 127.0.0.1 -p $(PORT)
+	$(PY) -m deployments.model_server --model "models:/$(MODEL)@champion" --host 127.0.0.1 --port $(PORT)
 
 ## The shared MLflow tracking server (SQL backend, served artifacts) on $MLFLOW_HOST:$MLFLOW_PORT
 ## (127.0.0.1:5000): SQLite in mlruns/server/ unless MLFLOW_BACKEND_STORE_URI=postgresql://USER@HOST/DB.

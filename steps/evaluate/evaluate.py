@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from steps.common.entrypoint import run_entry_point
-from steps.common.errors import PreconditionError
 from steps.common.listing_columns import TARGET
 from steps.common.listing_rows import raw_rows
 from steps.common.metrics import regression_metrics
+from steps.common.model_format import load_price_model
 from steps.common.tables import read_table
 from steps.common.tracking import download_input, log_to_parent, scratch_dir, step_run
 from steps.common.wandb_mirror import WandbMirror
@@ -52,10 +52,8 @@ def plot_predictions(truth: np.ndarray, predicted: np.ndarray, path: Path) -> Pa
 def main(args: argparse.Namespace) -> None:
     with step_run() as run, scratch_dir() as work:
         test = read_table(download_input(args.test_data, work))
-        try:
-            model = mlflow.pyfunc.load_model(args.model)
-        except Exception as error:
-            raise PreconditionError(f"model {args.model!r} cannot be loaded: {error}") from error
+        # Verified before MLflow reads it: no pickle, no code from the artifact.
+        model = load_price_model(args.model)
         truth = test[TARGET].to_numpy(dtype=float)
         schema = model.metadata.get_input_schema()
         columns = schema.input_names() if schema is not None else None

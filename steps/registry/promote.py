@@ -27,6 +27,7 @@ from steps.common.errors import ConfigurationError, PreconditionError
 from steps.common.listing_columns import TARGET
 from steps.common.listing_rows import raw_rows
 from steps.common.metrics import regression_metrics
+from steps.common.model_format import load_price_model
 from steps.common.outputs import publish_note, publish_output
 from steps.common.tables import read_table
 from steps.common.tracking import download_input, scratch_dir, step_run
@@ -80,10 +81,7 @@ def check_name(kind: str, value: str) -> str:
 
 def score(model_uri: str, test: pd.DataFrame) -> dict[str, float]:
     """Test scores of a model as served: raw rows in, through its own signature."""
-    try:
-        model = mlflow.pyfunc.load_model(model_uri)
-    except Exception as error:
-        raise PreconditionError(f"model {model_uri!r} cannot be loaded: {error}") from error
+    model = load_price_model(model_uri)  # verified first: no pickle, no code from the artifact
     schema = model.metadata.get_input_schema()
     columns = schema.input_names() if schema is not None else None
     predicted = np.asarray(model.predict(raw_rows(test, columns)), dtype=float).ravel()

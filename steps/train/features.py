@@ -4,7 +4,9 @@ Every model is trained and served on exactly the same features, so a model compa
 regressors, not feature engineering. The transformer takes the raw AB_NYC_2019 rows as they come
 from the data file or a prediction request (extra columns ignored, `price` absent at predict time,
 text columns as pandas `str` or object dtype, missing values as None/NaN/pd.NA) and is built only
-from module-level functions and classes, so the fitted pipeline pickles (MLflow stores it so).
+from module-level functions and classes, so the fitted pipeline is stored as plain data in skops'
+format, its functions by name (the project's model format, steps/common/model_format.py: a new
+function or class here must be added to its TRUSTED_TYPES).
 """
 
 from __future__ import annotations

@@ -225,7 +225,8 @@ class TorchLasso(RegressorMixin, BaseEstimator):
     Features are standardized inside fit (population std; constant columns keep scale 1), so alpha
     penalises every feature alike whatever its unit; `coef_`/`intercept_` are mapped back to the
     original feature scale, so `predict(X) == X @ coef_ + intercept_`. Fitted state is numpy only,
-    so the estimator pickles and loads on a machine without the device it was trained on.
+    so the estimator is stored as plain arrays (skops, no pickle) and loads on a machine without
+    the device it was trained on.
     """
 
     def __init__(

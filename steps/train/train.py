@@ -1,7 +1,9 @@
 """Entry point `train`: fit the configured model on the train split and log it (`model`).
 
 The logged model is the whole pipeline (preprocessing + regressor), so it takes raw listing rows:
-what `evaluate` scores is exactly what the registry serves.
+what `evaluate` scores is exactly what the registry serves. Every model is logged in the project's
+one format (steps/common/model_format.py): a skops file of plain data and the project's own
+loader, no pickle and no code in the artifact.
 """
 
 from __future__ import annotations
@@ -20,17 +22,15 @@ from steps.common.errors import ConfigurationError
 from steps.common.listing_columns import TARGET
 from steps.common.listing_rows import raw_rows
 from steps.common.metrics import regression_metrics
+from steps.common.model_format import log_price_model
 from steps.common.outputs import publish_output
 from steps.common.tables import read_table
 from steps.common.tracking import download_input, scratch_dir, step_run
 from steps.common.wandb_mirror import WandbMirror
 from steps.train.model_factory import build_model
-from steps.train.price_model import PricePipelineModel, input_columns
+from steps.train.price_model import input_columns
 
 logger = logging.getLogger(__name__)
-
-# The entry points' own package travels with the model, so it loads where steps/ is absent.
-STEPS_PACKAGE = str(__import__("pathlib").Path(__file__).resolve().parents[1])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,8 +51,9 @@ def parse_model_config(text: str) -> dict[str, object]:
     return config
 
 
-# What a served model imports, pinned to the versions it was trained with. Declaring them
-# spares MLflow's requirement inference (a subprocess that re-imports the model: ~4 s a step).
+# What a served model imports besides this project (whose installed code loads it), pinned to the
+# versions it was trained with. Declaring them spares MLflow's requirement inference (a
+# subprocess that re-imports the model: ~4 s a step).
 MODEL_RUNTIME_PACKAGES = (
     "mlflow",
     "numpy",
@@ -61,7 +62,6 @@ MODEL_RUNTIME_PACKAGES = (
     "scikit-learn",
     "scipy",
     "skops",
-    "cloudpickle",
     "torch",
 )
 
@@ -70,21 +70,6 @@ def pip_requirements() -> list[str]:
     from importlib.metadata import version
 
     return [f"{name}=={version(name).split('+')[0]}" for name in MODEL_RUNTIME_PACKAGES]
-
-
-# skops loads only the types it is told to trust: this package's own and the libraries it fits.
-TRUSTED_MODULES = ("steps.", "sklearn.", "numpy.", "scipy.")
-
-
-def trusted_types(model: object) -> list[str]:
-    """The types of the fitted pipeline that skops must trust, refusing any from elsewhere."""
-    import skops.io
-
-    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    foreign = [name for name in found if not name.startswith(TRUSTED_MODULES)]
-    if foreign:
-        raise ConfigurationError(f"the model holds types from untrusted modules: {foreign}")
-    return found
 
 
 def main(args: argparse.Namespace) -> None:
@@ -111,25 +96,13 @@ def main(args: argparse.Namespace) -> None:
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
             signature = infer_signature(val_rows, val_predictions)
         example = val_rows.head(5)
-        if config["name"] == "torch_lasso":
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=PricePipelineModel(model),
-                signature=signature,
-                input_example=example,
-                code_paths=[STEPS_PACKAGE],
-                pip_requirements=pip_requirements(),
-            )
-        else:
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=signature,
-                input_example=example,
-                code_paths=[STEPS_PACKAGE],
-                skops_trusted_types=trusted_types(model),
-                pip_requirements=pip_requirements(),
-            )
+        info = log_price_model(
+            model,
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(),
+            work=work,
+        )
         publish_output("model", info.model_uri)
         logger.info("trained %s in %.1f s: %s", config["name"], fit_seconds, metrics)
         with WandbMirror("train", config, run.info.run_id) as mirror:

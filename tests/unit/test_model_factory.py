@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +116,12 @@ def test_each_model_fits_raw_rows_and_predicts_prices(name: str) -> None:
     assert np.abs(test["price"] - predicted).mean() < 0.6 * baseline
     one = model.predict(test.drop(columns="price").iloc[[0]])
     assert one.shape == (1,)
-    restored = pickle.loads(pickle.dumps(model))
-    np.testing.assert_allclose(restored.predict(test.drop(columns="price")), predicted)
+    # Stored as train stores it (skops, the project's trusted types): the same predictions.
+    from steps.common.model_format import read_pipeline, write_pipeline
+
+    with tempfile.TemporaryDirectory() as directory:
+        restored = read_pipeline(write_pipeline(model, Path(directory)))
+    np.testing.assert_array_equal(restored.predict(test.drop(columns="price")), predicted)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -189,10 +193,8 @@ def test_defaults_fill_missing_keys() -> None:
 
 
 def test_hist_gradient_boosting_defaults_and_trusted_types() -> None:
-    """Its defaults fill in, and the fitted pipeline holds only types the train step trusts."""
-    import skops.io
-
-    from steps.train.train import trusted_types
+    """Its defaults fill in, and the fitted pipeline holds only types the project trusts."""
+    from steps.common.model_format import read_pipeline, untrusted_types, write_pipeline
 
     model = build_model({"name": "hist_gradient_boosting", "max_iter": 20})
     regressor = model.steps[-1][1]
@@ -200,8 +202,8 @@ def test_hist_gradient_boosting_defaults_and_trusted_types() -> None:
     assert isinstance(regressor.regressor, HistGradientBoostingRegressor)
     train = _listings(300, seed=3)
     model.fit(train.drop(columns="price"), train["price"])
-    types = trusted_types(model)  # raises for a type from an untrusted module
-    assert "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor" in types
+    assert untrusted_types(model) == []
     rows = train.drop(columns="price")
-    restored = skops.io.loads(skops.io.dumps(model), trusted=types)
-    np.testing.assert_allclose(restored.predict(rows), model.predict(rows))
+    with tempfile.TemporaryDirectory() as directory:
+        restored = read_pipeline(write_pipeline(model, Path(directory)))
+    np.testing.assert_array_equal(restored.predict(rows), model.predict(rows))
