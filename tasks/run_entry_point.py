@@ -30,7 +30,6 @@ from mlflow.utils.mlflow_tags import (
 from prefect import get_run_logger, task
 from prefect.context import TaskRunContext
 
-from tasks.locks import mutex
 from tasks.parameters import for_the_record, normalize
 from tasks.step_cache import CACHE_TAG, find_cached_run
 from tasks.step_failure import StepFailed, is_transient, retry_if_transient, store_unavailable
@@ -110,7 +109,6 @@ def run_entry_point(
     flow_run_id: str | None = None,
     env_manager: str = "local",
     timeout_s: float = 1800.0,
-    lock: str | None = None,
     cache_key: str | None = None,
     backend: str = "local",
     environment: Mapping[str, str] | None = None,
@@ -119,7 +117,6 @@ def run_entry_point(
     """Run entry point `step` of the project's MLproject and return what it produced.
 
     With `cache_key`, a finished run with the same key stands for the step (see step_cache.py).
-    With `lock`, the step runs while holding that cluster-wide mutex (e.g. promotion).
     `environment` carries the flow's store settings (tracking URI, W&B) to a task that runs in
     another process, such as a Dask worker; `step_environment` holds variables for the entry
     point's process alone (a sweep's thread budget per step; applied by the warm-fork backend).
@@ -136,20 +133,19 @@ def run_entry_point(
             )
             return result_of(cached, step, cached=True)
     try:
-        with mutex(lock, timeout_s) if lock else contextlib.nullcontext():
-            return _run(
-                step,
-                parameters,
-                expected_outputs,
-                experiment_id,
-                parent_run_id,
-                flow_run_id,
-                env_manager,
-                timeout_s,
-                cache_key,
-                backend,
-                step_environment or {},
-            )
+        return _run(
+            step,
+            parameters,
+            expected_outputs,
+            experiment_id,
+            parent_run_id,
+            flow_run_id,
+            env_manager,
+            timeout_s,
+            cache_key,
+            backend,
+            step_environment or {},
+        )
     except StepFailed:
         raise
     except Exception as error:
