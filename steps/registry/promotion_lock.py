@@ -12,8 +12,8 @@ deleted (released) or its heartbeat has stood still for a lease (its holder died
 deletes it). Nothing outlives a SIGKILLed holder by more than one lease.
 
 Before each registry write the holder calls `fence()`: its ticket must still be live and its
-last heartbeat younger than half a lease, so a holder that was paused past its lease (and whose
-ticket a waiter reclaimed) stops instead of writing over the new holder.
+last heartbeat younger than three quarters of a lease, so a holder that was paused past its
+lease (and whose ticket a waiter reclaimed) stops instead of writing over the new holder.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 LOCK_SUFFIX = ".promotion-lock"
 MAX_LEASE_S = 60.0
 _POLL_S = 0.5
+_FENCE_FRACTION = 0.75
 
 
 class PromotionLockTimeout(PreconditionError):
@@ -227,14 +228,19 @@ class PromotionLock:
     def fence(self) -> None:
         """Raise PromotionLockLost unless this holder's lease is certainly still its own."""
         assert self.ticket is not None, "fence() outside held()"
-        if time.monotonic() - self._last_beat > self.lease_s / 2:
+        # A waiter reclaims only after a whole lease without a change it saw, so a beat younger
+        # than this leaves the write that follows a quarter lease to land.
+        if time.monotonic() - self._last_beat > self.lease_s * _FENCE_FRACTION:
             raise PromotionLockLost(
-                f"the promotion lock heartbeat of {self.name} is older than half a lease "
-                f"({self.lease_s:.0f} s); stopping before a registry write (a retry recovers)"
+                f"the promotion lock heartbeat of {self.name} is older than "
+                f"{_FENCE_FRACTION:.0%} of its lease ({self.lease_s:.0f} s); stopping before a "
+                "registry write (a retry recovers)"
             )
         try:
             self._client.get_model_version(self.model, self.ticket)
         except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise  # the store itself failed: classified like any store error
             raise PromotionLockLost(
                 f"the promotion lock of {self.name} (ticket {self.ticket}) was reclaimed by "
                 "another promoter; stopping before a registry write (a retry recovers)"
