@@ -66,12 +66,16 @@ def _heartbeat_of(version: ModelVersion) -> str:
 def describe_holder(version: ModelVersion) -> str:
     """Who holds a ticket, in words, for the message of a promoter that gives up."""
     tags = version.tags
-    since = tags.get("lock.acquired_at") or "(still waiting for it)"
+    acquired = tags.get("lock.acquired_at")
+    since = (
+        f"holding it since {acquired}"
+        if acquired
+        else f"in line for it since {tags.get('lock.created_at', '?')}"
+    )
     return (
         f"pid {tags.get('lock.pid', '?')} on host {tags.get('lock.host', '?')} "
         f"(MLflow run {tags.get('lock.mlflow_run_id', '?')}, "
-        f"Prefect flow run {tags.get('lock.prefect_flow_run_id') or '-'}), "
-        f"holding it since {since}"
+        f"Prefect flow run {tags.get('lock.prefect_flow_run_id') or '-'}), {since}"
     )
 
 
