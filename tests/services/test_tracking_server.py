@@ -128,7 +128,13 @@ def _start_pipeline(
     workdir.mkdir(parents=True)
     # Its own PREFECT_HOME beside the clients' folders (its database is no MLflow store).
     own_home = root.parent / "prefect-homes" / name
-    prefect_env = prefect_server.client_env() if prefect_server else base_env(own_home)
+    (own_home / "prefect-home").mkdir(parents=True)
+    prefect_env = (
+        prefect_server.client_env()
+        if prefect_server
+        # A temporary API starts in 20 s by default; not always on a loaded 2-core machine.
+        else base_env(own_home) | {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    )
     env = prefect_env | {
         "MLFLOW_TRACKING_URI": server.url,
         "WANDB_MODE": "offline",
@@ -305,7 +311,7 @@ def test_the_registry_is_stored_in_postgresql(
         user=tracking_server.user,
         password=tracking_server.password,
     ) as connection:
-        models = connection.execute("select name from registered_models").fetchall()
+        models = connection.execute("select name from registered_models order by name").fetchall()
         versions = connection.execute(
             "select version from model_versions where name = %s order by version", (MODEL,)
         ).fetchall()
@@ -314,7 +320,8 @@ def test_the_registry_is_stored_in_postgresql(
             (MODEL, "champion"),
         ).fetchall()
         runs = connection.execute("select count(*) from runs").fetchone()
-    assert models == [(MODEL,)]
+    # The model, and its promotion lock (whose versions are tickets, all released by now).
+    assert models == [(MODEL,), (f"{MODEL}.promotion-lock",)]
     assert versions == [(1,), (2,), (3,)]
     served = _client(tracking_server).get_model_version_by_alias(MODEL, "champion")
     assert str(champion) == str(served.version)
