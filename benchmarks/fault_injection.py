@@ -190,7 +190,7 @@ def killed_promotions(root: Path) -> bool:
     run, must leave every registry invariant intact; prints the counts and the longest wait."""
     import random
 
-    from tests.promotion_faults import run_trial, standard_trials
+    from tests.promotion_faults import run_until_killed, standard_trials
 
     _pipeline([*SMALL, "model=random_forest", "model.n_estimators=40"])
     _pipeline([*SMALL, "main.steps=train", "model=torch_lasso"])
@@ -198,7 +198,7 @@ def killed_promotions(root: Path) -> bool:
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     results = []
     for number, trial in enumerate(standard_trials(random.Random(14), PROMOTE_RANDOM_TRIALS)):
-        result = run_trial(trial, seed, root / f"trial-{number}", base)
+        result = run_until_killed(trial, seed, root / f"trial-{number}", base)
         out(
             f"  {trial.label}: killed={result.killed} next run exit {result.recovery_code}, "
             f"lock wait {result.lock_wait_s:.1f} s, broken: {result.violations or 'none'}"

@@ -28,7 +28,7 @@ from tests.promotion_faults import (
     TrialResult,
     best_version,
     pipeline_env,
-    run_trial,
+    run_until_killed,
     standard_trials,
     start_pipeline,
     violations,
@@ -82,10 +82,10 @@ def test_sigkill_inside_promote_at_each_point_and_at_random_is_repaired_by_the_n
         root = services_home / "promotion-faults" / f"trial-{number}"
         # Each pipeline its own PREFECT_HOME, on the session's Prefect server (a temporary API per
         # process would double the time of a trial; the races and `make bench-faults` use one).
-        result = run_trial(trial, seed, root, prefect_server.client_env())
+        result = run_until_killed(trial, seed, root, prefect_server.client_env())
         results.append(result)
-        best = best_version(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}", "housing_price")
-        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+        best = best_version(result.tracking_uri, "housing_price")
+        client = mlflow.MlflowClient(tracking_uri=result.tracking_uri)
         champion = str(client.get_model_version_by_alias("housing_price", "champion").version)
         if champion != best:
             result.violations.append(f"champion {champion} is not the best version {best}")
