@@ -3,7 +3,9 @@
 Each scenario runs the real flow over the real entry points in a fresh working directory (its
 own SQLite tracking store, W&B offline, a temporary Prefect API) and injects one fault:
 transient HTTP failures, a step killed with SIGKILL, a step past its timeout, the tracking
-database locked mid-run, retries exhausted, and two pipelines at once on the same stores.
+database locked mid-run, retries exhausted, two pipelines at once on the same stores, and
+promoting pipelines SIGKILLed (whole tree, or the flow process alone) at every point of the
+promote step's critical section and at random moments (tests/promotion_faults.py).
 Afterwards the stores are audited: every finished step run's outputs must be readable, no
 failed run may announce an output, every registered version must belong to a distinct run,
 and the champion must point at a READY version. Data lost counts what the audit finds missing.
@@ -180,6 +182,38 @@ def two_pipelines(root: Path) -> bool:
     return not errors
 
 
+PROMOTE_RANDOM_TRIALS = 4
+
+
+def killed_promotions(root: Path) -> bool:
+    """Trials of tests/promotion_faults.py on a store seeded here: each kill, then one clean
+    run, must leave every registry invariant intact; prints the counts and the longest wait."""
+    import random
+
+    from tests.promotion_faults import run_until_killed, standard_trials
+
+    _pipeline([*SMALL, "model=random_forest", "model.n_estimators=40"])
+    _pipeline([*SMALL, "main.steps=train", "model=torch_lasso"])
+    seed = root / "mlruns" / "mlflow.db"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    results = []
+    for number, trial in enumerate(standard_trials(random.Random(14), PROMOTE_RANDOM_TRIALS)):
+        result = run_until_killed(trial, seed, root / f"trial-{number}", base)
+        out(
+            f"  {trial.label}: killed={result.killed} next run exit {result.recovery_code}, "
+            f"lock wait {result.lock_wait_s:.1f} s, broken: {result.violations or 'none'}"
+        )
+        results.append(result)
+    kills = sum(r.killed for r in results)
+    survived = sum(r.survived for r in results)
+    longest = max((r.lock_wait_s for r in results), default=0.0)
+    out(
+        f"promotion kill trials: {len(results)} run, {kills} kills, {survived} survived, "
+        f"longest wait for the lock after a kill {longest:.1f} s"
+    )
+    return survived == len(results)
+
+
 SCENARIOS: dict[str, Callable[[Path], bool]] = {
     "HTTP 503 then 502 on download": transient_http,
     "train step SIGKILLed": killed_step,
@@ -187,6 +221,7 @@ SCENARIOS: dict[str, Callable[[Path], bool]] = {
     "tracking DB locked 8 s while training": locked_store,
     "retries exhausted (expected failure)": retries_exhausted,
     "two pipelines at once": two_pipelines,
+    "promoting pipelines SIGKILLed inside promote": killed_promotions,
 }
 
 

@@ -269,6 +269,8 @@ class PromotionConfig(_Strict):
     use_stages: bool
     ready_timeout_s: Annotated[float, Field(gt=0)]
     lock_timeout_s: Annotated[float, Field(gt=0)]
+    # A dead holder's claim is reclaimed after this long without a heartbeat.
+    lock_lease_s: Annotated[float, Field(ge=2, le=60)]
     # The same verdict, but nothing registered and no alias moved (CI off the main branch).
     dry_run: bool = False
 

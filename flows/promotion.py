@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 
 from flows.cli import run_command
 from flows.config import load_config
-from flows.runtime import configure_services, promotion_lock, start_command
+from flows.runtime import configure_services, start_command
 from tasks.registry_history import read_alias_history
 from tasks.run_entry_point import run_entry_point
 from tasks.step_result import StepResult
@@ -37,15 +37,18 @@ def rollback_champion(overrides: list[str] | None = None, to_version: int = 0) -
         {
             "registered_model": cfg.main.registered_model,
             "alias": cfg.promotion.alias,
+            "challenger_alias": cfg.promotion.challenger_alias,
             "to_version": to_version,
             "use_stages": cfg.promotion.use_stages,
+            # The rollback step takes the promotion lock itself (steps/registry/promotion_lock.py).
+            "lock_timeout_s": cfg.promotion.lock_timeout_s,
+            "lock_lease_s": cfg.promotion.lock_lease_s,
         },
         (),
         experiment_id,
         flow_run_id=flow_run.get_id(),
         env_manager=cfg.main.env_manager,
         timeout_s=cfg.task.timeout_s,
-        lock=promotion_lock(cfg),
     )
     get_run_logger().info("%s", result.notes.get("verdict", "rollback finished"))
     return result

@@ -69,8 +69,3 @@ def service_environment() -> dict[str, str]:
     """The store settings configure_services chose, for tasks that run in other processes
     (a Dask worker, on this machine or another one)."""
     return {name: os.environ[name] for name in SERVICE_VARIABLES if name in os.environ}
-
-
-def promotion_lock(cfg: PipelineConfig) -> str:
-    """One lock per registered model in one tracking store: promotions of it run one at a time."""
-    return f"promote-{cfg.main.registered_model}"

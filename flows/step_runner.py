@@ -21,7 +21,7 @@ from prefect.task_runners import TaskRunner
 
 from flows.config import PipelineConfig
 from flows.pipeline_steps import SPEC_BY_NAME, STEPS
-from flows.runtime import configure_services, promotion_lock, service_environment
+from flows.runtime import configure_services, service_environment
 from steps.common.url_secrets import env_references
 from tasks.parameters import normalize, redact
 from tasks.pipeline_run import reap_ghost_runs, reuse_step_outputs, start_pipeline_run
@@ -62,6 +62,8 @@ def step_parameters(step: str, cfg: PipelineConfig, start_dir: Path) -> dict[str
             "use_stages": promotion.use_stages,
             "ready_timeout_s": promotion.ready_timeout_s,
             "dry_run": promotion.dry_run,
+            "lock_timeout_s": promotion.lock_timeout_s,
+            "lock_lease_s": promotion.lock_lease_s,
         }
     return {}
 
@@ -172,7 +174,6 @@ class StepRunner:
             "env_manager": cfg.main.env_manager,
             "backend": cfg.main.backend,
             "timeout_s": cfg.task.timeout_s,
-            "lock": promotion_lock(cfg) if step == "promote" else None,
             "cache_key": key,
             "environment": dict(self.environment),
             "step_environment": dict(step_environment or {}),

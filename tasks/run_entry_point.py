@@ -31,7 +31,6 @@ from prefect import get_run_logger, task
 from prefect.context import TaskRunContext
 from prefect.states import Completed, State
 
-from tasks.locks import mutex
 from tasks.parameters import for_the_record, normalize
 from tasks.run_owner import owner_tags
 from tasks.step_cache import CACHE_TAG, find_cached_run, vouch_tag
@@ -132,7 +131,6 @@ def run_entry_point(
     flow_run_id: str | None = None,
     env_manager: str = "local",
     timeout_s: float = 1800.0,
-    lock: str | None = None,
     cache_key: str | None = None,
     backend: str = "local",
     environment: Mapping[str, str] | None = None,
@@ -142,7 +140,6 @@ def run_entry_point(
 
     With `cache_key`, a finished run with the same key stands for the step (see step_cache.py)
     and the task run ends Completed named "Cached" (see `cache_hit`).
-    With `lock`, the step runs while holding that cluster-wide mutex (e.g. promotion).
     `environment` carries the flow's store settings (tracking URI, W&B) to a task that runs in
     another process, such as a Dask worker; `step_environment` holds variables for the entry
     point's process alone (a sweep's thread budget per step; applied by the warm-fork backend).
@@ -159,20 +156,19 @@ def run_entry_point(
             )
             return cache_hit(result_of(cached, step, cached=True))
     try:
-        with mutex(lock, timeout_s) if lock else contextlib.nullcontext():
-            return _run(
-                step,
-                parameters,
-                expected_outputs,
-                experiment_id,
-                parent_run_id,
-                flow_run_id,
-                env_manager,
-                timeout_s,
-                cache_key,
-                backend,
-                step_environment or {},
-            )
+        return _run(
+            step,
+            parameters,
+            expected_outputs,
+            experiment_id,
+            parent_run_id,
+            flow_run_id,
+            env_manager,
+            timeout_s,
+            cache_key,
+            backend,
+            step_environment or {},
+        )
     except StepFailed:
         raise
     except Exception as error:

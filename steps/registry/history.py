@@ -2,15 +2,15 @@
 
 Each move is one registered-model tag `history.<sequence>` holding a JSON entry (action, alias,
 from and to version, scores, who moved it and when), so "what was in production last week" is
-answered from the registry alone, with no extra store to keep in sync. Writers hold the
-promotion lock, so sequence numbers do not collide.
+answered from the registry alone, with no extra store to keep in sync. Entries are written only
+by a holder of the promotion lock, as the last step of a transaction (see transaction.py), so
+sequence numbers neither collide nor leave gaps.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import mlflow
@@ -44,20 +44,9 @@ def read_history(name: str) -> list[dict[str, Any]]:
     return [entry for _, entry in sorted(entries)]
 
 
-def record_move(name: str, move: AliasMove) -> dict[str, Any]:
-    """Append a move to the history and stamp both versions involved."""
-    client = mlflow.MlflowClient()
-    sequence = len(read_history(name)) + 1
-    entry = asdict(move) | {"sequence": sequence, "time": move.time or _now()}
-    client.set_registered_model_tag(name, f"{HISTORY_TAG_PREFIX}{sequence:06d}", json.dumps(entry))
-    client.set_model_version_tag(name, move.to_version, f"{move.alias}_since", entry["time"])
-    if move.from_version and move.from_version != move.to_version:
-        client.set_model_version_tag(name, move.from_version, f"{move.alias}_until", entry["time"])
-    return entry
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def history_key(sequence: int) -> str:
+    """The tag holding entry `sequence` (zero-padded, so tags sort in order)."""
+    return f"{HISTORY_TAG_PREFIX}{sequence:06d}"
 
 
 def champion_lineage(history: list[dict[str, Any]], alias: str) -> list[str]:

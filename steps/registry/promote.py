@@ -3,9 +3,11 @@
 The candidate (this pipeline's trained model) must pass the quality gate; it is then registered
 once (re-running never adds a version) and takes the `challenger` alias. The champion and the
 candidate are scored on the *same* current test split, and the candidate takes `champion` only
-if it wins by the configured margin. The alias is moved compare-and-set: it is re-read just
-before the move, and if another promotion moved it meanwhile the comparison is made again.
-Every move is recorded in the registry's history (see history.py).
+if it wins by the configured margin. Registration, the comparison with the champion and the move
+all happen while holding the registered model's promotion lock (promotion_lock.py), which every
+promoter sharing the tracking store contends for, and the move is one recoverable transaction
+(transaction.py): a left-over intent of a crashed promoter is finished first, then intent ->
+alias moves -> history entry. Every move is recorded in the registry's history (history.py).
 
 With `--dry_run true` (CI off the main branch) the same verdict is reached on the same rows,
 but nothing is registered and no alias moves: the candidate is scored from its own model URI,
@@ -31,21 +33,21 @@ from steps.common.model_format import load_price_model
 from steps.common.outputs import publish_note, publish_output
 from steps.common.tables import read_table
 from steps.common.tracking import download_input, scratch_dir, step_run
-from steps.registry.history import AliasMove, record_move
+from steps.registry.failpoints import failpoint
+from steps.registry.history import AliasMove, read_history
+from steps.registry.promotion_lock import PromotionLock
 from steps.registry.promotion_rules import DIRECTIONS, Verdict, decide, gate_failures, parse_gate
 from steps.registry.registry_ops import (
     alias_version,
-    point_alias,
     register_once,
     review_tags,
     version_of_run,
 )
+from steps.registry.transaction import commit, plan_move, recover
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-# Compare-and-set attempts before giving up: each lost race re-reads and re-compares.
-_CAS_ATTEMPTS = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gate", required=True, help='JSON, e.g. {"test_r2": {"min": 0.3}}')
     parser.add_argument("--use_stages", choices=("true", "false"), default="false")
     parser.add_argument("--ready_timeout_s", type=float, default=300.0)
+    add_lock_arguments(parser)
     parser.add_argument(
         "--dry_run",
         choices=("true", "false"),
@@ -68,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="reach the verdict without registering anything or moving an alias",
     )
     return parser
+
+
+def add_lock_arguments(parser: argparse.ArgumentParser) -> None:
+    """The promotion lock's settings, shared by promote and rollback."""
+    parser.add_argument(
+        "--lock_timeout_s", type=float, default=900.0, help="give up waiting for the lock after"
+    )
+    parser.add_argument(
+        "--lock_lease_s", type=float, default=30.0, help="a silent holder's lease (<= 60 s)"
+    )
 
 
 def check_name(kind: str, value: str) -> str:
@@ -116,7 +129,6 @@ def main(args: argparse.Namespace) -> None:
     if alias == challenger:
         raise ConfigurationError("promotion.alias and promotion.challenger_alias must differ")
     gate = parse_gate(args.gate)
-    use_stages = args.use_stages == "true"
     dry_run = args.dry_run == "true"
 
     with step_run() as run, scratch_dir() as work:
@@ -141,79 +153,95 @@ def main(args: argparse.Namespace) -> None:
             _dry_run(args, name, alias, gate, candidate, test)
             return
 
-        training_run = mlflow.models.get_model_info(args.model).run_id
-        version, created = register_once(
-            args.model,
+        lock = PromotionLock(
             name,
-            training_run,
-            review_tags(training_run, candidate)
-            | {"promote_run_id": run.info.run_id, "test_data": args.test_data},
-            args.ready_timeout_s,
+            run.info.run_id,
+            timeout_s=args.lock_timeout_s,
+            lease_s=args.lock_lease_s,
+            prefect_flow_run_id=flow_run_id,
         )
-        candidate_version = str(version.version)
-        publish_output("model_version", f"models:/{name}/{candidate_version}")
-        mlflow.log_metric("registered_version", int(candidate_version))
-        mlflow.set_tag("registry.newly_registered", str(created).lower())
+        with lock.held():
+            mlflow.log_metric("lock_wait_s", lock.waited_s)
+            failpoint("promote.locked")
+            recover(name, lock.fence)
+            _promote_locked(args, name, alias, challenger, gate, candidate, test, run, lock)
 
-        for _ in range(_CAS_ATTEMPTS):
-            champion_version = alias_version(name, alias)
-            if champion_version == candidate_version:
-                verdict = Verdict(
-                    False,
-                    f"version {candidate_version} is already the {alias}",
-                    candidate[args.metric],
-                )
-                _report(
-                    verdict,
-                    candidate_version,
-                    champion_version,
-                    f"models:/{name}@{alias}",
-                    outcome="already_champion",
-                )
-                return
-            verdict = compare(
-                args,
-                gate,
-                candidate,
-                f"models:/{name}/{champion_version}" if champion_version else None,
-                test,
-            )
-            if alias_version(name, alias) != champion_version:
-                logger.warning("%s@%s moved during the comparison; comparing again", name, alias)
-                continue
-            move = AliasMove(
-                action="promote",
-                alias=alias if verdict.promote else challenger,
-                from_version=champion_version
-                if verdict.promote
-                else alias_version(name, challenger),
-                to_version=candidate_version,
-                metric=args.metric,
-                candidate_score=verdict.candidate_score,
-                champion_score=verdict.champion_score,
-                reason=verdict.reason,
-                prefect_flow_run_id=flow_run_id,
-                mlflow_run_id=run.info.run_id,
-            )
-            if verdict.promote:
-                point_alias(name, alias, candidate_version, use_stages)
-                if alias_version(name, challenger) == candidate_version:
-                    mlflow.MlflowClient().delete_registered_model_alias(name, challenger)
-                record_move(name, move)
-            elif move.from_version != candidate_version:
-                point_alias(name, challenger, candidate_version, use_stages=False)
-                record_move(name, move)
-            _report(
-                verdict,
-                candidate_version,
-                champion_version,
-                f"models:/{name}@{alias}",
-                outcome="promoted" if verdict.promote else "lost",
-            )
-            return
-        raise PreconditionError(
-            f"{name}@{alias} kept moving during {_CAS_ATTEMPTS} comparisons; nothing was changed"
+
+def _promote_locked(
+    args: argparse.Namespace,
+    name: str,
+    alias: str,
+    challenger: str,
+    gate: dict[str, dict[str, float]],
+    candidate: dict[str, float],
+    test: pd.DataFrame,
+    run: mlflow.ActiveRun,
+    lock: PromotionLock,
+) -> None:
+    """Register, compare and move, all under the lock: nobody else moves the aliases meanwhile."""
+    training_run = mlflow.models.get_model_info(args.model).run_id
+    lock.fence()
+    version, created = register_once(
+        args.model,
+        name,
+        training_run,
+        review_tags(training_run, candidate)
+        | {"promote_run_id": run.info.run_id, "test_data": args.test_data},
+        args.ready_timeout_s,
+    )
+    failpoint("promote.registered")
+    candidate_version = str(version.version)
+    publish_output("model_version", f"models:/{name}/{candidate_version}")
+    mlflow.log_metric("registered_version", int(candidate_version))
+    mlflow.set_tag("registry.newly_registered", str(created).lower())
+
+    champion_version = alias_version(name, alias)
+    champion_uri = f"models:/{name}@{alias}"
+    if champion_version == candidate_version:
+        verdict = Verdict(
+            False, f"version {candidate_version} is already the {alias}", candidate[args.metric]
         )
+        _report(
+            verdict, candidate_version, champion_version, champion_uri, outcome="already_champion"
+        )
+        return
+    verdict = compare(
+        args,
+        gate,
+        candidate,
+        f"models:/{name}/{champion_version}" if champion_version else None,
+        test,
+    )
+    aliases_now = {alias: champion_version, challenger: alias_version(name, challenger)}
+    move = AliasMove(
+        action="promote",
+        alias=alias if verdict.promote else challenger,
+        from_version=aliases_now[alias if verdict.promote else challenger],
+        to_version=candidate_version,
+        metric=args.metric,
+        candidate_score=verdict.candidate_score,
+        champion_score=verdict.champion_score,
+        reason=verdict.reason,
+        prefect_flow_run_id=run.data.tags.get("prefect.flow_run_id"),
+        mlflow_run_id=run.info.run_id,
+    )
+    if move.from_version != candidate_version:  # the challenger offered again moves nothing
+        intent = plan_move(
+            move,
+            ticket=str(lock.ticket),
+            history=read_history(name),
+            aliases_now=aliases_now,
+            challenger_alias=challenger,
+            use_stages=args.use_stages == "true",
+        )
+        commit(name, intent, lock.fence)
+    _report(
+        verdict,
+        candidate_version,
+        champion_version,
+        champion_uri,
+        outcome="promoted" if verdict.promote else "lost",
+    )
 
 
 def _dry_run(

@@ -1,7 +1,9 @@
 """Entry point `rollback`: move the champion alias back, and record that too.
 
 Without `--to_version`, the target is the champion before the current one in the recorded
-history (rolling back twice goes two champions back, not back and forth).
+history (rolling back twice goes two champions back, not back and forth). It takes the same
+promotion lock as `promote` and moves the alias through the same transaction (an intent left by
+a crashed promoter is finished first), so a rollback and a promotion never interleave.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from steps.common.entrypoint import run_entry_point
 from steps.common.errors import ConfigurationError, PreconditionError
 from steps.common.outputs import publish_note, publish_output
 from steps.common.tracking import step_run
-from steps.registry.history import AliasMove, previous_champion, read_history, record_move
-from steps.registry.promote import check_name
-from steps.registry.registry_ops import alias_version, point_alias
+from steps.registry.history import AliasMove, previous_champion, read_history
+from steps.registry.promote import add_lock_arguments, check_name
+from steps.registry.promotion_lock import PromotionLock
+from steps.registry.registry_ops import alias_version
+from steps.registry.transaction import commit, plan_move, recover
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rollback", description=__doc__)
     parser.add_argument("--registered_model", required=True)
     parser.add_argument("--alias", required=True)
+    parser.add_argument(
+        "--challenger_alias",
+        default="challenger",
+        help="removed from the rollback's target, which becomes the champion",
+    )
     parser.add_argument("--to_version", type=int, default=0, help="0: the previous champion")
     parser.add_argument("--use_stages", choices=("true", "false"), default="false")
+    add_lock_arguments(parser)
     return parser
 
 
@@ -59,18 +69,25 @@ def resolve_target(name: str, alias: str, current: str, to_version: int) -> str:
 def main(args: argparse.Namespace) -> None:
     name = check_name("main.registered_model", args.registered_model)
     alias = check_name("promotion.alias", args.alias)
+    challenger = check_name("promotion.challenger_alias", args.challenger_alias)
     with step_run() as run:
-        current = alias_version(name, alias)
-        if current is None:
-            raise PreconditionError(f"{name} has no {alias}; there is nothing to roll back")
-        target = resolve_target(name, alias, current, args.to_version)
-        if target == current:
-            publish_note("verdict", f"version {target} already is the {alias}; nothing changed")
-            return
-        point_alias(name, alias, target, args.use_stages == "true")
-        entry = record_move(
+        lock = PromotionLock(
             name,
-            AliasMove(
+            run.info.run_id,
+            timeout_s=args.lock_timeout_s,
+            lease_s=args.lock_lease_s,
+            prefect_flow_run_id=run.data.tags.get("prefect.flow_run_id"),
+        )
+        with lock.held():
+            recover(name, lock.fence)
+            current = alias_version(name, alias)
+            if current is None:
+                raise PreconditionError(f"{name} has no {alias}; there is nothing to roll back")
+            target = resolve_target(name, alias, current, args.to_version)
+            if target == current:
+                publish_note("verdict", f"version {target} already is the {alias}; nothing changed")
+                return
+            move = AliasMove(
                 action="rollback",
                 alias=alias,
                 from_version=current,
@@ -78,8 +95,16 @@ def main(args: argparse.Namespace) -> None:
                 reason=f"rollback from version {current} to version {target}",
                 prefect_flow_run_id=run.data.tags.get("prefect.flow_run_id"),
                 mlflow_run_id=run.info.run_id,
-            ),
-        )
+            )
+            intent = plan_move(
+                move,
+                ticket=str(lock.ticket),
+                history=read_history(name),
+                aliases_now={alias: current, challenger: alias_version(name, challenger)},
+                challenger_alias=challenger,
+                use_stages=args.use_stages == "true",
+            )
+            entry = commit(name, intent, lock.fence)
         publish_output("model_version", f"models:/{name}/{target}")
         publish_note("verdict", f"ROLLED BACK: {name}@{alias} {current} -> {target}")
         logger.info(

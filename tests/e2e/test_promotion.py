@@ -25,7 +25,7 @@ from prefect.runtime import flow_run
 
 from flows.config import load_config
 from flows.promotion import main as promotion_cli
-from flows.runtime import configure_services, promotion_lock
+from flows.runtime import configure_services
 from flows.step_runner import step_parameters
 from flows.train_pipeline import train_pipeline
 from tasks.run_entry_point import run_entry_point
@@ -98,7 +98,6 @@ def promote_candidate(model_uri: str, overrides: list[str]) -> StepResult:
         (),
         experiment_id,
         flow_run_id=flow_run.get_id(),
-        lock=promotion_lock(cfg),
         timeout_s=600,
     )
 
