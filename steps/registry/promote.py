@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from steps.common.entrypoint import run_entry_point
-from steps.common.errors import ConfigurationError, PreconditionError
+from steps.common.errors import ConfigurationError
 from steps.common.listing_columns import TARGET
 from steps.common.listing_rows import raw_rows
 from steps.common.metrics import regression_metrics
