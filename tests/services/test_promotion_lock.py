@@ -43,8 +43,10 @@ CANDIDATES = {
     "random-forest": ["model=random_forest", "model.n_estimators=40"],
     "lasso": ["model=torch_lasso"],
 }
+# Races per case: the case that shares only the tracking store (what two machines share) gets
+# PROMOTION_RACES, the one that also shares a Prefect API one less (at least one).
 RACES = int(os.environ.get("PROMOTION_RACES", "2"))
-RANDOM_TRIALS = int(os.environ.get("PROMOTION_FAULT_RANDOM_TRIALS", "3"))
+RANDOM_TRIALS = int(os.environ.get("PROMOTION_FAULT_RANDOM_TRIALS", "2"))
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +153,8 @@ def test_promoters_in_separate_processes_are_serialized_and_the_best_wins(
     seed: Path, services_home: Path, prefect_server: PrefectServer, shared: str
 ) -> None:
     problems = {}
-    for race in range(RACES):
+    races = RACES if shared == "tracking store only" else max(1, RACES - 1)
+    for race in range(races):
         root = services_home / "promotion-races" / shared.replace(" ", "-") / f"race-{race}"
         base = prefect_server.client_env() if shared == "Prefect API too" else None
         _, found = _race(seed, root, f"race_{race}", base, root)

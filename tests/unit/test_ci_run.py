@@ -51,7 +51,7 @@ def test_the_script_stops_at_the_first_failure() -> None:
 def test_with_time_left_both_tiers_run(tmp_path: Path) -> None:
     code, output, made = _run(tmp_path, {})
     assert (code, made) == (0, ["test", "test-services"]), output
-    assert "of the 5400 s budget left; running the services tier (up to 1500 s)" in output
+    assert "of the 5400 s budget left; running the services tier (up to 2100 s)" in output
 
 
 def test_without_time_for_it_the_services_tier_is_skipped_with_the_reason(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_without_time_for_it_the_services_tier_is_skipped_with_the_reason(tmp_pa
     assert (code, made) == (0, ["test"]), output
     assert "ci: services tier skipped:" in output
     assert "of the 1000 s budget (CI_TIME_BUDGET_S) left" in output
-    assert "needs up to 1500 s (SERVICES_TIER_ESTIMATE_S)" in output
+    assert "needs up to 2100 s (SERVICES_TIER_ESTIMATE_S)" in output
 
 
 def test_the_estimate_can_be_set(tmp_path: Path) -> None:

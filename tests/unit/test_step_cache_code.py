@@ -81,7 +81,7 @@ def test_a_module_the_step_imports_changes_its_key_and_not_the_others(project: P
 def test_code_the_step_does_not_import_leaves_the_key(project: Path) -> None:
     before = _key(project, "train")
     _append(project / "flows" / "summary.py")
-    _append(project / "tasks" / "locks.py")
+    _append(project / "tasks" / "run_owner.py")
     assert _key(project, "train") == before
 
 
