@@ -5,7 +5,7 @@ own SQLite tracking store, W&B offline, a temporary Prefect API) and injects one
 transient HTTP failures, a step killed with SIGKILL, a step past its timeout, the tracking
 database locked mid-run, retries exhausted, two pipelines at once on the same stores, and
 promoting pipelines SIGKILLed (whole tree, or the flow process alone) at every point of the
-promote step's critical section and at random moments (tests/promotion_faults.py).
+promote step's critical section and at random moments (fault_injection/promotion_faults.py).
 Afterwards the stores are audited: every finished step run's outputs must be readable, no
 failed run may announce an output, every registered version must belong to a distinct run,
 and the champion must point at a READY version. Data lost counts what the audit finds missing.
@@ -93,8 +93,8 @@ def _pipeline(overrides: list[str]) -> None:
 
 
 def transient_http(root: Path) -> bool:
+    from fault_injection.http_source import Behaviour, http_source
     from steps.ingest.demo_data import generate_listings
-    from tests.http_source import Behaviour, http_source
 
     body = generate_listings(2500, seed=1).to_csv(index=False).encode()
     with http_source(Behaviour(body=body, faults=[503, 502])) as url:
@@ -103,7 +103,7 @@ def transient_http(root: Path) -> bool:
 
 
 def killed_step(root: Path) -> bool:
-    from tests.process_faults import kill_when_started
+    from fault_injection.process_faults import kill_when_started
 
     killer = kill_when_started("steps.train.train")
     _pipeline([*SMALL, "task.retries=1", "main.backend=local"])
@@ -112,8 +112,8 @@ def killed_step(root: Path) -> bool:
 
 
 def timed_out_step(root: Path) -> bool:
+    from fault_injection.http_source import Behaviour, http_source
     from steps.ingest.demo_data import generate_listings
-    from tests.http_source import Behaviour, http_source
 
     body = generate_listings(2500, seed=2).to_csv(index=False).encode()
     behaviour = Behaviour(body=body, delay_s=30)
@@ -154,8 +154,8 @@ def locked_store(root: Path) -> bool:
 
 
 def retries_exhausted(root: Path) -> bool:
+    from fault_injection.http_source import Behaviour, http_source
     from tasks.step_failure import StepFailed
-    from tests.http_source import Behaviour, http_source
 
     with http_source(Behaviour(faults=[503] * 10)) as url:
         try:
@@ -186,11 +186,12 @@ PROMOTE_RANDOM_TRIALS = 4
 
 
 def killed_promotions(root: Path) -> bool:
-    """Trials of tests/promotion_faults.py on a store seeded here: each kill, then one clean
-    run, must leave every registry invariant intact; prints the counts and the longest wait."""
+    """Trials of fault_injection/promotion_faults.py on a store seeded here: each kill, then one
+    clean run, must leave every registry invariant intact; prints the counts and the
+    longest wait."""
     import random
 
-    from tests.promotion_faults import run_until_killed, standard_trials
+    from fault_injection.promotion_faults import run_until_killed, standard_trials
 
     _pipeline([*SMALL, "model=random_forest", "model.n_estimators=40"])
     _pipeline([*SMALL, "main.steps=train", "model=torch_lasso"])

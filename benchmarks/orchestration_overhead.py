@@ -9,7 +9,7 @@ store, offline W&B, no step cache to hit):
 
 * `local`: `python -m flows.train_pipeline main.backend=local` (what `make run` runs), every
   entry point through MLflow's local backend (`mlflow run` in a subprocess, then the command);
-* `warm-fork`: the same with `main.backend=warm-fork` (tasks/warm_backend);
+* `warm-fork`: the same with `main.backend=warm-fork` (warm_backend);
 * `baseline`: the same seven entry points called in one process, in order, with no Prefect and
   no subprocess: each step's MLflow run is created as the task creates it, and the entry point's
   own `main(parsed args)` is called with the arguments its MLproject command would receive,
@@ -90,7 +90,7 @@ def child_baseline(demo_rows: int) -> dict[str, Any]:
     from flows.step_runner import step_parameters
     from tasks.parameters import normalize
     from tasks.tracking_store import ensure_experiment, outputs_of
-    from tasks.warm_backend.protocol import parse_module_command
+    from warm_backend.protocol import parse_module_command
 
     prepare_process()
     started = time.perf_counter()

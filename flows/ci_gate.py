@@ -32,8 +32,8 @@ from prefect.artifacts import create_markdown_artifact
 from flows.cli import run_command
 from flows.config import CIConfig, ConfigError, PipelineConfig, load_config
 from flows.runtime import prepare_process
-from flows.summary import PipelineSummary
 from flows.train_pipeline import PipelineError, train_pipeline
+from reporting.summary import PipelineSummary
 from tasks.step_failure import StepFailed
 
 logger = logging.getLogger(__name__)

@@ -62,7 +62,7 @@ def handle_termination() -> Iterator[None]:
 
 def tie_temporary_api_to_this_process() -> None:
     """Start Prefect's temporary API server now, when no PREFECT_API_URL is set, and give it a
-    lifeline watchdog (tasks/lifeline.py) so that it stops when this process dies, SIGKILL
+    lifeline watchdog (processes/lifeline.py) so that it stops when this process dies, SIGKILL
     included. Prefect's own atexit hook stops it only when the process exits normally."""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
@@ -70,7 +70,7 @@ def tie_temporary_api_to_this_process() -> None:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
-    from tasks.lifeline import watch
+    from processes.lifeline import watch
 
     server = SubprocessASGIServer()  # the instance Prefect's clients use for the temporary API
     server.start()

@@ -148,7 +148,7 @@ def warm_up_worker(warm_fork: bool) -> None:
     import tasks.run_entry_point  # noqa: F401
 
     if warm_fork:
-        from tasks.warm_backend.client import prestart
+        from warm_backend.client import prestart
 
         prestart()
 
@@ -232,7 +232,7 @@ class ClusterStart:
         self._thread.join()
         local_processes = self.settings.processes and not self.settings.address
         if self.warm_fork and local_processes and self.error is None:
-            from tasks.warm_backend.client import shutdown_all
+            from warm_backend.client import shutdown_all
 
             with contextlib.suppress(Exception):  # the cluster closes regardless
                 self.runner.client.run(shutdown_all)

@@ -40,7 +40,7 @@ def start_command(overrides: Sequence[str]) -> bool:
 def configure_services(cfg: PipelineConfig, start_dir: Path, group: str) -> str:
     """Tracking and W&B settings for this process and the entry points it starts."""
     if cfg.main.backend == "warm-fork" and cfg.main.env_manager == "local":
-        from tasks.warm_backend.client import prestart
+        from warm_backend.client import prestart
 
         prestart()  # it imports while the flow sets up the store; ready by the first step
     uri = use_tracking_uri(cfg.tracking.uri or default_tracking_uri(start_dir))

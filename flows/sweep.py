@@ -32,7 +32,6 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
-from flows.artifacts import publish_sweep_artifacts
 from flows.cli import run_command
 from flows.config import ConfigError
 from flows.dask_runner import (
@@ -44,7 +43,6 @@ from flows.dask_runner import (
 )
 from flows.runtime import prepare_process
 from flows.step_runner import StepRunner, source_label, start_flow
-from flows.summary import build_summary, test_scores
 from flows.sweep_plan import (
     MULTIRUN_FLAGS,
     VARIANT_STEPS,
@@ -53,7 +51,9 @@ from flows.sweep_plan import (
     plan_sweep,
     split_multirun,
 )
-from flows.sweep_summary import SweepSummary, VariantLine
+from reporting.prefect_artifacts import publish_sweep_artifacts
+from reporting.summary import build_summary, test_scores
+from reporting.sweep_summary import SweepSummary, VariantLine
 from tasks.pipeline_run import (
     end_pipeline_run,
     end_variant_run,

@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.artifacts import publish_run_artifacts
 from flows.cli import run_command
 from flows.config import ConfigError, PipelineConfig, load_config
 from flows.runtime import start_command
 from flows.step_runner import PipelineError, source_label, start_flow
-from flows.summary import PipelineSummary, build_summary
 from flows.sweep_plan import MULTIRUN_FLAGS
+from reporting.prefect_artifacts import publish_run_artifacts
+from reporting.summary import PipelineSummary, build_summary
 from tasks.pipeline_run import end_pipeline_run
 
 logger = logging.getLogger(__name__)

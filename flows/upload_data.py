@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.upload_data import MULTIPART_THRESHOLD, PART_SIZE, UploadFailed, upload_file
+from connectors.oss_upload import MULTIPART_THRESHOLD, PART_SIZE, UploadFailed, upload_file
 
 EXIT_TRANSIENT = 75
 

@@ -11,7 +11,7 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from prefect import task
 
-from tasks.run_owner import owner_tags, reap_ghosts
+from processes.run_owner import owner_tags, reap_ghosts
 from tasks.step_result import StepResult
 from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG, reuse_result
 

@@ -31,8 +31,8 @@ from prefect import get_run_logger, task
 from prefect.context import TaskRunContext
 from prefect.states import Completed, State
 
+from processes.run_owner import owner_tags
 from tasks.parameters import for_the_record, normalize
-from tasks.run_owner import owner_tags
 from tasks.step_cache import CACHE_TAG, find_cached_run, vouch_tag
 from tasks.step_failure import StepFailed, is_transient, retry_if_transient, store_unavailable
 from tasks.step_result import StepResult
@@ -44,7 +44,7 @@ from tasks.tracking_store import (
     result_of,
     use_environment,
 )
-from tasks.warm_backend.backend import STEP_ENVIRONMENT_CONFIG
+from warm_backend.backend import STEP_ENVIRONMENT_CONFIG
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _KILL_GRACE_S = 5.0
@@ -215,7 +215,7 @@ def _run(
         run_id=run_id,
         env_manager=env_manager,
         synchronous=False,
-        # "local" or "warm-fork" (tasks/warm_backend); mlflow passes run_id on only to "local".
+        # "local" or "warm-fork" (warm_backend); mlflow passes run_id on only to "local".
         backend=backend,
         backend_config={
             MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG: run_id,

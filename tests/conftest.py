@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,22 @@ def real_sample_path() -> Path:
     if not REAL_SAMPLE.is_file():
         pytest.skip(f"real listing sample not found at {REAL_SAMPLE} (CI provides ../shared/data)")
     return REAL_SAMPLE
+
+
+@pytest.fixture(autouse=True)
+def _registry_follows_tracking() -> Iterator[None]:
+    """No test leaves MLflow's registry URI pinned for the tests after it.
+
+    `mlflow.get_registry_uri()` answers the tracking URI of the moment when none was set, so a
+    test that saves it and sets it back pins the registry there: later tests that point tracking
+    at their own store would then register their models in the earlier one.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    pinned_before = registry_utils._registry_uri
+    yield
+    if pinned_before is None:
+        registry_utils._registry_uri = None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

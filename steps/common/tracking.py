@@ -20,7 +20,7 @@ import mlflow
 logger = logging.getLogger(__name__)
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
-# The process that owns a RUNNING run: if it is gone, so is the run (tasks/run_owner.py reaps
+# The process that owns a RUNNING run: if it is gone, so is the run (processes/run_owner.py reaps
 # such runs at the next pipeline start). The same names are written there.
 OWNER_HOST_TAG = "process.host"
 OWNER_PID_TAG = "process.pid"

@@ -14,11 +14,11 @@ import mlflow
 import pandas as pd
 import pytest
 
+from fault_injection.http_source import Behaviour, http_source
 from flows.train_pipeline import main, train_pipeline
 from steps.ingest.demo_data import generate_listings
 from tests.bad_inputs import CORPUS, BadInput
 from tests.e2e.conftest import SMALL_DEMO, Workspace, copy_of, isolate
-from tests.http_source import Behaviour, http_source
 
 NAME = "housing_price"
 

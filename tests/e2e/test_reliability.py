@@ -10,12 +10,12 @@ import mlflow
 import psutil
 import pytest
 
+from fault_injection.http_source import Behaviour, http_source
+from fault_injection.process_faults import kill_when_started
 from flows.train_pipeline import train_pipeline
 from steps.ingest.demo_data import generate_listings
 from tasks.step_failure import StepFailed
 from tests.e2e.conftest import SMALL_DEMO, Workspace
-from tests.http_source import Behaviour, http_source
-from tests.process_faults import kill_when_started
 
 FIRST_STEPS = "main.steps=get_data,basic_cleaning,data_check"
 

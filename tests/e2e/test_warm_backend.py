@@ -17,9 +17,9 @@ from mlflow.projects.utils import MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG
 
 from tasks.run_entry_point import PROJECT_ROOT, interpreter_on_path, run_entry_point
 from tasks.step_failure import StepFailed
-from tasks.warm_backend import client
-from tasks.warm_backend.backend import STEP_ENVIRONMENT_CONFIG, WarmSubmittedRun
 from tests.e2e.conftest import Workspace
+from warm_backend import client
+from warm_backend.backend import STEP_ENVIRONMENT_CONFIG, WarmSubmittedRun
 
 PROBE_MLPROJECT = """
 name: warm_probe

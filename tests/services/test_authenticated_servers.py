@@ -147,14 +147,18 @@ def _client(url: str) -> mlflow.MlflowClient:
 
 def _load_champion(url: str) -> PyFuncModel:
     """models:/NAME@champion from the server at `url`, as a consumer of the registry loads it."""
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    # The process-wide URIs as they were, unset included: get_*_uri() would answer a default,
+    # and setting that back would pin every later test's registry to it.
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    tracking, registry = tracking_utils._tracking_uri, registry_utils._registry_uri
     mlflow.set_tracking_uri(url)
     mlflow.set_registry_uri(url)
     try:
         return mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     finally:
-        mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(registry)
+        tracking_utils._tracking_uri, registry_utils._registry_uri = tracking, registry
 
 
 def _start_mlflow(root: Path, keys: Secrets) -> tuple[Process, str]:

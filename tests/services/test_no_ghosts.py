@@ -24,7 +24,7 @@ import psutil
 import pytest
 from mlflow.entities import Run
 
-from tasks.run_owner import OWNER_PID_TAG, REAPED_TAG
+from processes.run_owner import OWNER_PID_TAG, REAPED_TAG
 from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG
 from tests.services.conftest import base_env, wait_for
 
@@ -218,11 +218,11 @@ def test_sigterm_stops_the_pipeline_and_ends_its_runs(store: Store) -> None:
 
 
 def test_a_watchdog_stops_its_process_when_the_owner_is_killed(tmp_path: Path) -> None:
-    """tasks/lifeline.py on its own: the owner starts a process and its watchdog, then dies by
+    """processes/lifeline.py on its own: the owner starts a process and its watchdog, then dies by
     SIGKILL (no atexit, no finally); the watched process goes within seconds."""
     owner_code = (
         "import subprocess, sys, time\n"
-        "from tasks.lifeline import watch\n"
+        "from processes.lifeline import watch\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
         "watch(child.pid)\n"
         "print(child.pid, flush=True)\n"

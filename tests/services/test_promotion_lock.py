@@ -2,8 +2,8 @@
 
 One seeded SQLite store (a random-forest champion, a better torch-lasso candidate trained and
 evaluated) is copied for each trial and race. Fault trials kill `main.steps=promote` pipelines
-inside the critical section (tests/promotion_faults.py) and audit the registry after one clean
-run. Races start two pipelines in separate OS processes, each with its own PREFECT_HOME, that
+inside the critical section (fault_injection/promotion_faults.py) and audit the registry after one
+clean run. Races start two pipelines in separate OS processes, each with its own PREFECT_HOME, that
 promote different candidates to a fresh registered model at the same moment: once sharing only
 the tracking store (each its own temporary Prefect API), once sharing a Prefect server too.
 (Separate processes sharing only a real `mlflow server` on PostgreSQL: test_tracking_server.py.)
@@ -21,7 +21,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.promotion_faults import (
+from fault_injection.promotion_faults import (
     LEASE_S,
     LOCK_TIMEOUT_S,
     RUN_TIMEOUT_S,

@@ -23,8 +23,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from fault_injection.http_source import Behaviour, http_source
 from steps.ingest.demo_data import generate_listings
-from tests.http_source import Behaviour, http_source
 from tests.services.conftest import base_env
 
 USER = "pipelineuser"

@@ -17,12 +17,12 @@ from connectors.oss import (
     parse_oss_uri,
     safe_uri,
 )
+from connectors.oss_upload import destination_key
 from flows.config import DataConfig
 from steps.common.errors import SourceError
 from steps.common.wandb_mirror import public_config
 from steps.ingest.oss_source import ObjectEntry, choose_object
 from steps.ingest.sources import redact_source, source_kind
-from tasks.upload_data import destination_key
 
 LOCATION = OssLocation("listings", "nyc/")
 

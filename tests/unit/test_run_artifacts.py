@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.artifacts import mlflow_ui_base, run_link, step_rows, summary_markdown
-from flows.summary import PipelineSummary, StepLine
+from reporting.prefect_artifacts import mlflow_ui_base, run_link, step_rows, summary_markdown
+from reporting.summary import PipelineSummary, StepLine
 
 
 def _summary(tracking_uri: str = "sqlite:////tmp/mlruns/mlflow.db") -> PipelineSummary:

@@ -9,9 +9,9 @@ import sys
 
 import psutil
 
+from processes import run_owner
+from processes.run_owner import judge_owner, owner_tags
 from steps.common import tracking
-from tasks import run_owner
-from tasks.run_owner import judge_owner, owner_tags
 
 HOST = socket.gethostname()
 

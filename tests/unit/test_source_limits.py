@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from fault_injection.http_source import Behaviour, http_source
 from steps.common.errors import EXIT_BAD_SOURCE, ConfigurationError, SourceError
 from steps.common.listing_columns import LISTING_COLUMNS
 from steps.ingest.csv_to_parquet import convert_csv_to_parquet
@@ -26,7 +27,6 @@ from steps.ingest.get_data import build_parser, source_limits
 from steps.ingest.oss_source import download_oss
 from steps.ingest.source_limits import RATIO_FLOOR_BYTES, SourceLimits
 from steps.ingest.sources import download_http, fetch_source
-from tests.http_source import Behaviour, http_source
 from tests.oss_server import OssServer
 
 ROW = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.summary import PipelineSummary, StepLine, step_line
+from reporting.summary import PipelineSummary, StepLine, step_line
 from tasks.step_result import StepResult
 
 TRACKING_URI = "sqlite:////tmp/mlruns/mlflow.db"

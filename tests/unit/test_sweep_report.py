@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from flows.artifacts import sweep_markdown, variant_rows
 from flows.config import load_config
 from flows.dask_runner import (
     describe,
@@ -16,10 +15,11 @@ from flows.dask_runner import (
     task_runner,
     worker_environment,
 )
-from flows.summary import PipelineSummary
 from flows.sweep import SweepFailed, VariantOutcome, pick_best
 from flows.sweep_plan import SweepPlan, plan_sweep
-from flows.sweep_summary import SweepSummary, VariantLine
+from reporting.prefect_artifacts import sweep_markdown, variant_rows
+from reporting.summary import PipelineSummary
+from reporting.sweep_summary import SweepSummary, VariantLine
 from tasks.step_result import StepResult
 
 

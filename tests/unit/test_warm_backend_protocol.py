@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.warm_backend.protocol import (
+from warm_backend.protocol import (
     ModuleCommand,
     decode_lines,
     encode,

@@ -22,7 +22,7 @@ import psutil
 from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 
-from tasks.lifeline import same_process
+from processes.lifeline import same_process
 from tasks.tracking_store import PARENT_RUN_TAG
 
 logger = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from typing import Any
 
 import psutil
 
-from tasks.lifeline import Lifeline
-from tasks.warm_backend.protocol import decode_lines, encode
+from processes.lifeline import Lifeline
+from warm_backend.protocol import decode_lines, encode
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class WarmServer:
                 [
                     sys.executable,
                     "-m",
-                    "tasks.warm_backend.server",
+                    "warm_backend.server",
                     "--socket",
                     self.socket_path,
                     "--lifeline-fd",

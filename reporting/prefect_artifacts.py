@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.summary import PipelineSummary, StepLine
-from flows.sweep_summary import SweepSummary
+from reporting.summary import PipelineSummary, StepLine
+from reporting.sweep_summary import SweepSummary
 
 SUMMARY_KEY = "pipeline-summary"
 STEPS_KEY = "pipeline-steps"

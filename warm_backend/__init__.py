@@ -5,7 +5,7 @@ pyarrow, scikit-learn, torch, wandb, the steps.* modules) and forks one child pe
 so each step still runs isolated in its own process but skips the interpreter start and imports.
 
     protocol.py  command parsing and the JSON-lines messages (pure)
-    server.py    the fork server (`python -m tasks.warm_backend.server`)
+    server.py    the fork server (`python -m warm_backend.server`)
     client.py    starts/restarts the server, and the Popen-like handle of a forked child
     backend.py   the MLflow `AbstractBackend` plugin (entry point group mlflow.project_backend)
 """

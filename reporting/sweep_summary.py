@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flows.summary import PipelineSummary
+from reporting.summary import PipelineSummary
 
 
 @dataclass(frozen=True)

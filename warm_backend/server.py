@@ -1,6 +1,6 @@
 """The fork server: import the entry points' heavy modules once, then fork a child per run.
 
-    python -m tasks.warm_backend.server --socket PATH [--lifeline-fd FD]
+    python -m warm_backend.server --socket PATH [--lifeline-fd FD]
 
 The server is single-threaded (a selector loop, no threads ever, so forking is safe). Per
 request it forks a child that takes the client's stdin/stdout/stderr, the request's environment,
@@ -30,8 +30,8 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tasks.lifeline import owner_gone
-from tasks.warm_backend.protocol import decode_lines, encode, exit_code_of
+from processes.lifeline import owner_gone
+from warm_backend.protocol import decode_lines, encode, exit_code_of
 
 # What the entry points import, heaviest first; each is best effort (a missing optional module
 # is simply imported, or not, by the child itself). Import only: no stores, no threads, no work.

@@ -36,8 +36,8 @@ from mlflow.projects.utils import (
 )
 from mlflow.utils.databricks_utils import get_databricks_env_vars
 
-from tasks.warm_backend.client import WarmForkUnavailable, WarmProcess, submit
-from tasks.warm_backend.protocol import parse_module_command, same_interpreter
+from warm_backend.client import WarmForkUnavailable, WarmProcess, submit
+from warm_backend.protocol import parse_module_command, same_interpreter
 
 logger = logging.getLogger(__name__)
 

@@ -3,11 +3,11 @@
 A lifeline is a pipe whose write end only the owner holds (pipes are non-inheritable, so no
 other child gets a copy). The owner never writes to it; when the owner exits, however it exits
 (SIGKILL included), the kernel closes that end and the reader sees end-of-file. The warm-fork
-server watches its lifeline in its own select loop (tasks/warm_backend/server.py). A process
+server watches its lifeline in its own select loop (warm_backend/server.py). A process
 that cannot be changed, such as the temporary Prefect API server Prefect starts for a flow with
 no PREFECT_API_URL, gets a watchdog instead:
 
-    python -m tasks.lifeline --lifeline-fd FD --pid PID --started CREATE_TIME
+    python -m processes.lifeline --lifeline-fd FD --pid PID --started CREATE_TIME
 
 which blocks on the pipe and, at end-of-file, terminates process PID and its descendants,
 provided PID is still the process started at CREATE_TIME (a pid can be reused).
@@ -70,7 +70,7 @@ def watch(pid: int) -> subprocess.Popen[bytes]:
             [
                 sys.executable,
                 "-m",
-                "tasks.lifeline",
+                "processes.lifeline",
                 "--lifeline-fd",
                 str(lifeline.child_end),
                 "--pid",
@@ -117,7 +117,7 @@ def terminate_family(process: psutil.Process, grace_s: float = _TERMINATE_GRACE_
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tasks.lifeline", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m processes.lifeline", description=__doc__)
     parser.add_argument("--lifeline-fd", type=int, required=True, help="EOF here: owner gone")
     parser.add_argument("--pid", type=int, required=True, help="the process to stop then")
     parser.add_argument("--started", type=float, required=True, help="its psutil create_time")
