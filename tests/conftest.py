@@ -31,18 +31,16 @@ def real_sample_path() -> Path:
 
 @pytest.fixture(autouse=True)
 def _registry_follows_tracking() -> Iterator[None]:
-    """No test leaves MLflow's registry URI pinned for the tests after it.
-
-    `mlflow.get_registry_uri()` answers the tracking URI of the moment when none was set, so a
-    test that saves it and sets it back pins the registry there: later tests that point tracking
-    at their own store would then register their models in the earlier one.
-    """
+    """No test leaves MLflow's registry pinned for the tests after it (tests/mlflow_uris.py says
+    how that happens): a registry URI set during a test, in MLflow or in the environment, is
+    unset after it when none was set before."""
     from mlflow.tracking._model_registry import utils as registry_utils
 
-    pinned_before = registry_utils._registry_uri
+    before = (registry_utils._registry_uri, os.environ.get("MLFLOW_REGISTRY_URI"))
     yield
-    if pinned_before is None:
+    if before == (None, None):
         registry_utils._registry_uri = None
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

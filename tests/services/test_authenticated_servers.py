@@ -35,6 +35,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 
 from tests.loopback import free_port
+from tests.mlflow_uris import pointed_at
 from tests.services.conftest import (
     SMALL_RUN,
     Process,
@@ -147,18 +148,8 @@ def _client(url: str) -> mlflow.MlflowClient:
 
 def _load_champion(url: str) -> PyFuncModel:
     """models:/NAME@champion from the server at `url`, as a consumer of the registry loads it."""
-    # The process-wide URIs as they were, unset included: get_*_uri() would answer a default,
-    # and setting that back would pin every later test's registry to it.
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    tracking, registry = tracking_utils._tracking_uri, registry_utils._registry_uri
-    mlflow.set_tracking_uri(url)
-    mlflow.set_registry_uri(url)
-    try:
+    with pointed_at(url):
         return mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = tracking, registry
 
 
 def _start_mlflow(root: Path, keys: Secrets) -> tuple[Process, str]:
