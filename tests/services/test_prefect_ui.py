@@ -27,7 +27,7 @@ from tests.services.conftest import (
     wait_for,
 )
 
-# Needed on this machine (see the README's Tests section): no sandbox as root, and none of
+# Needed on this machine (see docs/testing.md): no sandbox as root, and none of
 # Chromium's own background connections, which a closed network refuses.
 CHROMIUM_FLAGS = [
     "--headless",
