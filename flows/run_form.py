@@ -104,16 +104,19 @@ def _build_model_hyperparameters() -> type[BaseModel]:
 
 
 def _credential_free_pattern() -> str:
-    """A JSON-schema pattern (ECMAScript and Python alike) that refuses a source carrying
-    credentials written out, so the Prefect server rejects it before it stores the run's
-    parameters: user info in the URL (unless it is an environment reference) or a query key of
-    `CREDENTIAL_QUERY_KEYS`, in any case. The pydantic check (`refusal`) has the last word."""
+    """A JSON-schema pattern that refuses a source carrying credentials written out, so the
+    Prefect server rejects it before it stores the run's parameters: user info in the URL or a
+    query key of `CREDENTIAL_QUERY_KEYS` (in any case). Valid in Python and in ECMAScript's
+    unicode mode alike (the UI's checks); the pydantic check (`refusal`) has the last word."""
 
     def any_case(word: str) -> str:
-        return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+        return "".join(
+            f"[{c.lower()}{c.upper()}]" if c.isalpha() else c if c in "-_" else re.escape(c)
+            for c in word
+        )
 
     keys = "|".join(any_case(key) for key in sorted(CREDENTIAL_QUERY_KEYS))
-    user_info = r"[A-Za-z][A-Za-z0-9+.\-]*://(?:(?!\$\{oc\.env:)[^/?#])*@"
+    user_info = r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@"
     query_key = rf"[^?#]*\?(?:[^#]*&)?(?:{keys})(?:[=&#]|$)"
     return rf"^(?!{user_info})(?!{query_key})"
 

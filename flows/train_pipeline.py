@@ -86,7 +86,6 @@ def train_pipeline(
         overrides: Hydra overrides for anything else (e.g. data.demo_rows=2000), applied after
             the fields above.
     """
-    log = get_run_logger()
     typed = {
         "model": model,
         "hyperparameters": hyperparameters,
@@ -97,6 +96,7 @@ def train_pipeline(
     }
     applied = run_overrides(typed, overrides)
     cfg = load_config(applied)
+    log = get_run_logger()
     run_name = _run_name(cfg)
     start = start_flow(
         cfg, applied, run_name, f"pipeline-{run_name}", {"model": cfg.model.name}, log
