@@ -12,6 +12,7 @@ set fields into Hydra overrides, applied before the escape-hatch `overrides` and
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -21,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     create_model,
     model_validator,
@@ -60,14 +62,21 @@ def unset_means_conf(annotation: Any) -> Any:
     return Annotated[annotation | None, Field(json_schema_extra=_omit_null)]
 
 
+def _filled_in_untouched(annotation: Any) -> bool:
+    """Whether Prefect's form sends a value for this field when nobody touched it: a switch
+    sends false, a const branch its constant. Such a field keeps its "None" choice, chosen by
+    default, so that leaving it alone keeps conf/'s value."""
+    schema = json.dumps(TypeAdapter(annotation).json_schema())
+    return '"boolean"' in schema or '"const"' in schema
+
+
 def _optional(key: str, field: FieldInfo) -> tuple[Any, Any]:
     """`field` as an optional form field: its type and bounds, its description, default None."""
     annotation: Any = field.annotation
     if field.metadata:
         annotation = Annotated[(annotation, *field.metadata)]
-    return unset_means_conf(annotation), Field(
-        default=None, title=key, description=field.description
-    )
+    shown = annotation | None if _filled_in_untouched(annotation) else unset_means_conf(annotation)
+    return shown, Field(default=None, title=key, description=field.description)
 
 
 def _hyperparameters_form(name: str, schema: type[BaseModel]) -> type[BaseModel]:

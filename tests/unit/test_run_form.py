@@ -69,14 +69,16 @@ def test_each_model_section_has_its_schema_fields_bounds_and_descriptions(model:
     assert list(section) == [key for key in config if key != "name"]
     for key, form_field in section.items():
         expected = {k: v for k, v in config[key].items() if k not in ("title", "default")}
-        if expected.get("anyOf"):
-            kept = [b for b in expected["anyOf"] if b != {"type": "null"}]
-            expected.pop("anyOf")
-            expected |= kept[0] if len(kept) == 1 else {"anyOf": kept}
-        assert {k: v for k, v in form_field.items() if k != "title"} == expected, key
+        branches = expected.pop("anyOf", None) or [expected]
+        kept = [b for b in branches if b != {"type": "null"}]
         assert form_field["title"] == key
-        # An empty field is left out of the run's parameters: no null default to send.
-        assert "default" not in form_field
+        shown = {k: v for k, v in form_field.items() if k != "title"}
+        if any("const" in b or b.get("type") == "boolean" for b in kept):
+            # The form would send a switch's false untouched: "None" (conf/'s value) is chosen.
+            assert shown == {"anyOf": [*kept, {"type": "null"}], "default": None}, key
+        else:
+            # An empty field is left out of the run's parameters: no null default to send.
+            assert shown == (kept[0] if len(kept) == 1 else {"anyOf": kept}), key
 
 
 def test_bounds_reach_the_form() -> None:
@@ -124,6 +126,22 @@ def test_typed_fields_become_overrides_before_the_escape_hatch() -> None:
     assert cfg.data.source == "/data/it's here, a=b.csv"
     assert cfg.main.steps == ("get_data", "data_split", "train")
     assert (cfg.main.experiment_name, cfg.main.registered_model) == ("my experiment", "price_rf")
+
+
+def test_what_the_form_sends_for_untouched_sections_sets_nothing() -> None:
+    """Prefect's form sends every section, with None for an untouched "None" choice."""
+    sent = {
+        "model": "random_forest",
+        "hyperparameters": {
+            "torch_lasso": {"log_target": None},
+            "random_forest": {"log_target": None, "n_estimators": 7},
+            "hist_gradient_boosting": {"log_target": None, "early_stopping": None},
+        },
+        "steps": None,
+        "data_source": None,
+    }
+    _server_check(sent)
+    assert run_overrides(sent, None) == ["model=random_forest", "model.n_estimators=7"]
 
 
 def test_a_model_section_implies_its_model() -> None:
