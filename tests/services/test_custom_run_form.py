@@ -301,7 +301,11 @@ def test_a_run_from_the_form_trains_the_model_and_value_typed_in(
 def test_a_value_out_of_bounds_is_refused_before_the_run_exists(form_run: FormRun) -> None:
     """The fixture checked that submitting n_estimators=0 created no run and kept the form; the
     bound it broke is the schema's (n_estimators >= 1), which the form's schema carries."""
-    assert "n_estimators (Optional)" in form_run.refused_text
+    # The server's answer, shown by the form: "Error creating flow run: Validation failed for
+    # field 'hyperparameters.random_forest.n_estimators'. Failure reason: 0 is less than the
+    # minimum of 1".
+    assert f"hyperparameters.{MODEL}.n_estimators" in form_run.refused_text
+    assert "minimum of 1" in form_run.refused_text
     assert form_run.flow_run.parameters["hyperparameters"][MODEL]["n_estimators"] == N_ESTIMATORS
 
 
