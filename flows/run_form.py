@@ -31,7 +31,7 @@ from pydantic.fields import FieldInfo
 
 from flows.config import MODEL_CONFIGS, ConfigError, DataConfig, MainConfig
 from flows.pipeline_steps import STEP_NAMES
-from steps.common.url_secrets import CREDENTIAL_QUERY_KEYS, ENV_REFERENCE, refusal
+from steps.common.url_secrets import CREDENTIAL_QUERY_KEYS, refusal
 
 # The adapter to the model schemas (conf/model/ option -> its pydantic class): the one line to
 # change when they move next to the model code.
@@ -131,11 +131,10 @@ def _credential_free_pattern() -> str:
 
 
 def _refuse_credentials(value: str) -> str:
+    """data.source's own rule (the rest of DataConfig's checks run in load_config)."""
     refused = refusal("data_source", value)
     if refused:
         raise ValueError(refused)
-    if "${" in ENV_REFERENCE.sub("", value):
-        raise ValueError("data_source may hold ${oc.env:NAME} references only")
     return value
 
 
