@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flows.config import CONF_DIR, ConfigError, load_config
+from flows.run_form import RunForm, run_overrides
 
 DEPLOYMENTS_FILE = CONF_DIR / "deployments.yaml"
 PROJECT_ROOT = CONF_DIR.parent
@@ -40,6 +41,8 @@ class _Entry(_Strict):
     cron: str
     timezone: str | None = None
     models: list[str] | None = None
+    # The flow's typed parameters (flows/run_form.py), as the UI's Custom run form has them.
+    parameters: RunForm = RunForm()
     overrides: list[str] = []
     tags: list[str] = []
 
@@ -59,6 +62,7 @@ class DeploymentSpec(_Strict):
     description: str
     cron: str
     timezone: str
+    form: RunForm
     overrides: list[str]
     tags: list[str]
     concurrency_limit: int
@@ -75,7 +79,14 @@ class DeploymentSpec(_Strict):
 
     @property
     def parameters(self) -> dict[str, Any]:
-        return {"overrides": list(self.overrides)}
+        """The flow run's parameters: the typed ones set, then the escape-hatch overrides."""
+        typed = self.form.model_dump(mode="json", exclude_none=True)
+        return typed | {"overrides": list(self.overrides)}
+
+    @property
+    def config_overrides(self) -> list[str]:
+        """What the flow hands load_config for these parameters (typed first)."""
+        return run_overrides(self.form.model_dump(exclude_none=True), self.overrides)
 
 
 class DeploymentsFileError(ValueError):
@@ -83,7 +94,7 @@ class DeploymentsFileError(ValueError):
 
 
 def load_deployments(path: Path = DEPLOYMENTS_FILE, validate: bool = True) -> list[DeploymentSpec]:
-    """Every deployment in `path`, `models:` lists expanded; overrides checked by load_config."""
+    """Every deployment in `path`, `models:` lists expanded; parameters checked by load_config."""
     raw = yaml.safe_load(path.read_text()) or {}
     try:
         defaults = Defaults.model_validate(raw.get("defaults") or {})
@@ -91,13 +102,15 @@ def load_deployments(path: Path = DEPLOYMENTS_FILE, validate: bool = True) -> li
         specs = [spec for entry in entries for spec in _expand(entry, defaults)]
     except ValidationError as error:
         raise DeploymentsFileError(f"{path}: {error}") from None
+    except DeploymentsFileError as error:
+        raise DeploymentsFileError(f"{path}: {error}") from None
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise DeploymentsFileError(f"{path}: deployment names repeat: {names}")
     if validate:
         for spec in specs:
             try:
-                load_config(spec.overrides)
+                load_config(spec.config_overrides)
             except ConfigError as error:
                 raise DeploymentsFileError(f"{path}: deployment {spec.name}: {error}") from None
     return specs
@@ -114,11 +127,23 @@ def _expand(entry: _Entry, defaults: Defaults) -> list[DeploymentSpec]:
         "work_pool": defaults.work_pool,
     }
     if entry.models is None:
-        return [DeploymentSpec(name=entry.name, overrides=list(entry.overrides), **common)]
+        return [
+            DeploymentSpec(
+                name=entry.name, form=entry.parameters, overrides=list(entry.overrides), **common
+            )
+        ]
+    if entry.parameters.model is not None:
+        raise DeploymentsFileError(
+            f"deployment {entry.name}: give the model in `models:` or in `parameters.model`, "
+            "not both"
+        )
     return [
         DeploymentSpec(
             name=f"{entry.name}-{model.replace('_', '-')}",
-            overrides=[f"model={model}", *entry.overrides],
+            form=RunForm.model_validate(
+                entry.parameters.model_dump(exclude_none=True) | {"model": model}
+            ),
+            overrides=list(entry.overrides),
             **common | {"tags": [*entry.tags, model]},
         )
         for model in entry.models

@@ -117,6 +117,17 @@ class StepRunner:
     # (a Dask worker on another machine included): tracking URI and W&B settings.
     environment: Mapping[str, str] = field(default_factory=dict)
     _tasks: dict[str, Task[..., StepResult]] = field(default_factory=dict, repr=False)
+    # What each step's call in this flow run handed back, by its MLflow run id: the StepResult
+    # (which Prefect links to its task run) or a cache hit's state. Passed as `wait_for` to the
+    # steps that read its outputs, so the run graph draws the pipeline's real edges.
+    _handed_back: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def upstream_of(self, step: str, results: Mapping[str, StepResult]) -> list[Any]:
+        """The task runs of this flow run whose outputs `step` reads (reused ones have none)."""
+        runs = dict.fromkeys(
+            results[upstream].run_id for upstream, _ in SPEC_BY_NAME[step].inputs.values()
+        )
+        return [self._handed_back[run] for run in runs if run in self._handed_back]
 
     def task_for(self, cfg: PipelineConfig) -> Task[..., StepResult]:
         """The entry-point task with this configuration's retry policy and readable run names
@@ -188,8 +199,11 @@ class StepRunner:
     ) -> StepResult:
         """Run `step` in this flow's thread and wait for it."""
         cfg = cfg or self.cfg
-        outcome = self.task_for(cfg)(**self.arguments(step, results, parent_run_id, cfg))
-        return step_result(outcome)  # a cache hit comes back as its Cached state
+        arguments = self.arguments(step, results, parent_run_id, cfg)
+        outcome = self.task_for(cfg)(**arguments, wait_for=self.upstream_of(step, results))
+        result = step_result(outcome)  # a cache hit comes back as its Cached state
+        self._handed_back[result.run_id] = outcome
+        return result
 
     def submit(
         self,
@@ -205,7 +219,8 @@ class StepRunner:
         cfg = cfg or self.cfg
         task = self.task_for(cfg)
         arguments = self.arguments(step, results, parent_run_id, cfg, step_environment)
-        future: PrefectFuture[StepResult] = runner.submit(task, arguments)
+        upstream = self.upstream_of(step, results)
+        future: PrefectFuture[StepResult] = runner.submit(task, arguments, wait_for=upstream)
         return future
 
 

@@ -2,6 +2,9 @@
 
 Run it as `python -m flows.train_pipeline [hydra overrides...]`, e.g.
 `python -m flows.train_pipeline model=random_forest data.source=/data/listings.csv`.
+From the Prefect UI (a deployment's *Custom run*), the same settings are typed fields: the model
+and its hyperparameters, the data source, the steps, the experiment and registered model, with
+`overrides` for anything else (flows/run_form.py).
 Each step is an MLflow entry point run by one retryable Prefect task; steps left out of
 `main.steps` hand on the outputs of their latest finished run.
 
@@ -23,6 +26,15 @@ from prefect.runtime import flow_run
 
 from flows.cli import run_command
 from flows.config import ConfigError, PipelineConfig, load_config
+from flows.run_form import (
+    DataSource,
+    ExperimentName,
+    Hyperparameters,
+    ModelChoice,
+    RegisteredModel,
+    StepsChoice,
+    run_overrides,
+)
 from flows.runtime import start_command
 from flows.step_runner import PipelineError, source_label, start_flow
 from flows.sweep_plan import MULTIRUN_FLAGS
@@ -41,22 +53,53 @@ def _run_name(cfg: PipelineConfig) -> str:
 
 def _flow_run_name() -> str:
     """Readable in the Prefect UI: the model, the data source and the date."""
-    overrides = flow_run.parameters.get("overrides") or []
+    parameters = dict(flow_run.parameters)
     try:
-        cfg = load_config(overrides)
+        cfg = load_config(run_overrides(parameters, parameters.pop("overrides", None)))
     except ConfigError:
         return f"train-invalid-config-{datetime.now(UTC):%Y%m%d-%H%M}"
     return f"train-{cfg.model.name}-{source_label(cfg)}-{datetime.now(UTC):%Y%m%d-%H%M}"
 
 
 @flow(name="train_pipeline", flow_run_name=_flow_run_name)
-def train_pipeline(overrides: list[str] | None = None) -> PipelineSummary:
-    """Run the pipeline with Hydra overrides applied to conf/ (validated before any work)."""
+def train_pipeline(
+    model: ModelChoice = None,
+    hyperparameters: Hyperparameters = None,
+    data_source: DataSource = None,
+    steps: StepsChoice = None,
+    experiment_name: ExperimentName = None,
+    registered_model: RegisteredModel = None,
+    overrides: list[str] | None = None,
+) -> PipelineSummary:
+    """Run the pipeline on conf/ with these settings (validated before any work).
+
+    Args:
+        model: The model to train (conf/model/); empty: conf/'s default.
+        hyperparameters: The chosen model's hyperparameters, within their bounds; a field left
+            empty keeps conf/model/'s value.
+        data_source: demo, a path, file://, http(s):// or oss://BUCKET/PREFIX; a URL that
+            carries credentials is refused: give it as ${oc.env:NAME}. Empty: conf/'s.
+        steps: The steps to run, in pipeline order; the others reuse their latest finished
+            outputs. Empty: conf/'s (all).
+        experiment_name: The MLflow experiment; empty: conf/'s.
+        registered_model: The registered model promote writes to; empty: conf/'s.
+        overrides: Hydra overrides for anything else (e.g. data.demo_rows=2000), applied after
+            the fields above.
+    """
+    typed = {
+        "model": model,
+        "hyperparameters": hyperparameters,
+        "data_source": data_source,
+        "steps": steps,
+        "experiment_name": experiment_name,
+        "registered_model": registered_model,
+    }
+    applied = run_overrides(typed, overrides)
+    cfg = load_config(applied)
     log = get_run_logger()
-    cfg = load_config(overrides or [])
     run_name = _run_name(cfg)
     start = start_flow(
-        cfg, overrides or [], run_name, f"pipeline-{run_name}", {"model": cfg.model.name}, log
+        cfg, applied, run_name, f"pipeline-{run_name}", {"model": cfg.model.name}, log
     )
     results = start.results
     succeeded = False

@@ -1,22 +1,38 @@
-"""What a pipeline run publishes to Prefect: a markdown summary and a table of its steps.
+"""What a pipeline run publishes to Prefect: a markdown summary with links to its MLflow runs,
+a table of its steps and the evaluation plot.
 
-Both show on the flow run's Artifacts tab in the Prefect UI, under fixed keys so the UI also
-lists every run's version of them (`pipeline-summary`, `pipeline-steps`).
+They show on the flow run's Artifacts tab in the Prefect UI, under fixed keys so the UI also
+lists every run's version of them (`pipeline-summary`, `pipeline-steps`, `evaluation-plot`).
 """
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_image_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 
 from reporting.summary import PipelineSummary, StepLine
 from reporting.sweep_summary import SweepSummary
+from steps.evaluate.evaluate import PLOT_FILE
+from tasks.parameters import hide_password
+
+logger = logging.getLogger(__name__)
 
 SUMMARY_KEY = "pipeline-summary"
 STEPS_KEY = "pipeline-steps"
+PLOT_KEY = "evaluation-plot"
+# The step whose run holds the evaluation plot.
+PLOT_STEP = "evaluate"
 SWEEP_SUMMARY_KEY = "sweep-summary"
 SWEEP_VARIANTS_KEY = "sweep-variants"
 # Where an MLflow UI for a non-HTTP store (SQLite, files) is expected: `mlflow ui` defaults.
@@ -30,9 +46,26 @@ def mlflow_ui_base(tracking_uri: str) -> str:
     return os.environ.get("MLFLOW_UI_URL", DEFAULT_MLFLOW_UI).rstrip("/")
 
 
+def is_server(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+def has_ui(tracking_uri: str) -> bool:
+    """Whether an MLflow UI is known to serve this store: a tracking server is its own UI;
+    a local store (SQLite, files) has one only where MLFLOW_UI_URL says `mlflow ui` runs."""
+    return is_server(tracking_uri) or bool(os.environ.get("MLFLOW_UI_URL"))
+
+
 def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     base = mlflow_ui_base(tracking_uri)
     return f"{base}/#/experiments/{quote(experiment_id)}/runs/{quote(run_id)}"
+
+
+def _run_ref(tracking_uri: str, experiment_id: str, run_id: str, label: str | None = None) -> str:
+    """A markdown link to the run where an MLflow UI serves the store, else its id."""
+    if has_ui(tracking_uri):
+        return f"[{label or run_id}]({run_link(tracking_uri, experiment_id, run_id)})"
+    return f"`{label or run_id}`"
 
 
 def step_rows(summary: PipelineSummary) -> list[dict[str, Any]]:
@@ -77,26 +110,85 @@ def summary_markdown(summary: PipelineSummary, experiment_id: str) -> str:
         "",
         "## MLflow runs",
         "",
-        f"- pipeline (parent): [{summary.parent_run_id}]"
-        f"({run_link(uri, experiment_id, summary.parent_run_id)})",
+        f"- pipeline (parent): {_run_ref(uri, experiment_id, summary.parent_run_id)}",
     ]
     lines += [
-        f"- {line.step}: [{line.run_id}]({run_link(uri, experiment_id, line.run_id)})"
+        f"- {line.step}: {_run_ref(uri, experiment_id, line.run_id)}"
         + ("" if _ran(line) else f" ({_status(line)})")
         for line in summary.steps
     ]
-    if not uri.startswith(("http://", "https://")):
-        lines += [
-            "",
-            f"Links open an MLflow UI at {mlflow_ui_base(uri)}: "
-            f"`mlflow ui --backend-store-uri {uri}` (or set MLFLOW_UI_URL).",
-        ]
+    if not is_server(uri):
+        lines += ["", _open_local_ui(uri, experiment_id, summary.parent_run_id)]
     lines += ["", "```", summary.render().strip("\n"), "```", ""]
     return "\n".join(lines)
 
 
+def _open_local_ui(tracking_uri: str, experiment_id: str, parent_run_id: str) -> str:
+    """How to see a local store's runs: start `mlflow ui` on it (links need MLFLOW_UI_URL)."""
+    store = hide_password(tracking_uri)
+    base = mlflow_ui_base(tracking_uri)
+    if has_ui(tracking_uri):
+        return f"Links open the MLflow UI at {base} (MLFLOW_UI_URL) on `{store}`."
+    return (
+        f"This run's store is local (`{store}`): open its runs with "
+        f"`mlflow ui --backend-store-uri {store}`, then {base}/#/experiments/"
+        f"{quote(experiment_id)}/runs/{quote(parent_run_id)} (set MLFLOW_UI_URL to have the "
+        "ids above linked)."
+    )
+
+
+def plot_url(tracking_uri: str, run_id: str) -> str:
+    """The evaluation plot as the tracking server serves it to a browser."""
+    query = urlencode({"path": PLOT_FILE, "run_uuid": run_id})
+    return f"{tracking_uri.rstrip('/')}/get-artifact?{query}"
+
+
+def plot_markdown(png: bytes, run_ref: str) -> str:
+    """The plot inline (a data URI: a local store has no address a browser could load)."""
+    encoded = base64.b64encode(png).decode("ascii")
+    return (
+        f"# Evaluation: predicted vs actual price\n\nTest split, from the evaluate run "
+        f"{run_ref}.\n\n![predicted vs actual](data:image/png;base64,{encoded})\n"
+    )
+
+
+def publish_evaluation_plot(summary: PipelineSummary, experiment_id: str) -> None:
+    """The evaluate run's plot as a Prefect artifact: an image artifact pointing at the
+    tracking server, or, for a local store, a markdown artifact that carries the picture."""
+    line = next((line for line in summary.steps if line.step == PLOT_STEP), None)
+    if line is None:
+        return
+    uri = summary.tracking_uri
+    if is_server(uri):
+        create_image_artifact(
+            image_url=plot_url(uri, line.run_id),
+            key=PLOT_KEY,
+            description=f"Predicted vs actual price on the test split (run {line.run_id})",
+        )
+        return
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="evaluation-plot-") as scratch:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=line.run_id, artifact_path=PLOT_FILE, dst_path=scratch
+            )
+            png = Path(path).read_bytes()
+        except (MlflowException, OSError) as error:
+            # The run's other artifacts stand; a missing picture is no reason to fail it.
+            logger.warning("no evaluation plot for run %s: %s", line.run_id, error)
+            return
+    create_markdown_artifact(
+        key=PLOT_KEY,
+        markdown=plot_markdown(png, _run_ref(uri, experiment_id, line.run_id)),
+        description="Predicted vs actual price on the test split",
+    )
+
+
 def publish_run_artifacts(summary: PipelineSummary, experiment_id: str) -> None:
-    """Create the run's markdown summary and its step table (inside a flow run)."""
+    """Create the run's markdown summary, its step table and its evaluation plot (inside a
+    flow run)."""
     create_markdown_artifact(
         key=SUMMARY_KEY,
         markdown=summary_markdown(summary, experiment_id),
@@ -107,6 +199,7 @@ def publish_run_artifacts(summary: PipelineSummary, experiment_id: str) -> None:
         table=step_rows(summary),
         description="Each step's wall and work seconds and row counts",
     )
+    publish_evaluation_plot(summary, experiment_id)
 
 
 def variant_rows(summary: SweepSummary) -> list[dict[str, Any]]:
@@ -142,7 +235,7 @@ def sweep_markdown(summary: SweepSummary, experiment_id: str) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for line in summary.variants:
-        link = f"[{line.run_id[:8]}]({run_link(uri, experiment_id, line.run_id)})"
+        link = _run_ref(uri, experiment_id, line.run_id, line.run_id[:8])
         scores = [
             line.selection_score,
             *(line.test_metrics.get(k) for k in ("test_mae", "test_r2")),

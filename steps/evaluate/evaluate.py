@@ -20,6 +20,8 @@ from steps.common.tracking import download_input, log_to_parent, scratch_dir, st
 from steps.common.wandb_mirror import WandbMirror
 
 logger = logging.getLogger(__name__)
+# The evaluation plot in the run's artifacts (the flow's Prefect artifact shows it too).
+PLOT_FILE = "predicted_vs_actual.png"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +65,7 @@ def main(args: argparse.Namespace) -> None:
         log_to_parent(metrics)
         mlflow.log_metric("rows_test", len(test))
         mlflow.set_tags({"model_uri": args.model, "test_data": args.test_data})
-        plot = plot_predictions(truth, predicted, work / "predicted_vs_actual.png")
+        plot = plot_predictions(truth, predicted, work / PLOT_FILE)
         mlflow.log_artifact(str(plot))
         residuals = pd.Series(predicted - truth).describe().to_dict()
         logger.info("test metrics %s; residuals %s", metrics, residuals)

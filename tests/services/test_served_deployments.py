@@ -29,8 +29,10 @@ SPECS = {spec.name: spec for spec in load_deployments()}
 
 
 def _model(deployment: str) -> str:
-    overrides = SPECS[deployment].overrides
-    return next((o.split("=", 1)[1] for o in overrides if o.startswith("model=")), "torch_lasso")
+    spec = SPECS[deployment]
+    overrides = spec.overrides
+    typed = spec.form.model or "torch_lasso"
+    return next((o.split("=", 1)[1] for o in overrides if o.startswith("model=")), typed)
 
 
 def test_every_deployment_is_registered_with_its_schedule(
@@ -41,7 +43,7 @@ def test_every_deployment_is_registered_with_its_schedule(
     for name, spec in SPECS.items():
         deployment = deployments[name]
         assert deployment.entrypoint == "flows.train_pipeline.train_pipeline"
-        assert deployment.parameters == {"overrides": spec.overrides}
+        assert deployment.parameters == spec.parameters
         assert not deployment.paused
         [schedule] = deployment.schedules
         assert schedule.active

@@ -40,8 +40,10 @@ def test_conf_defines_a_nightly_and_per_model_weekly_deployments() -> None:
     assert "nightly-retrain" in NAMES
     weekly = [spec for spec in SPECS if spec.name.startswith("weekly-retrain-")]
     assert len(weekly) >= 2
-    assert all(spec.overrides[0].startswith("model=") for spec in weekly)
-    assert len({spec.overrides[0] for spec in weekly}) == len(weekly)
+    # Each weekly deployment names its model as the typed parameter, not as an override.
+    assert all(spec.parameters["model"] == spec.form.model for spec in weekly)
+    assert len({spec.form.model for spec in weekly}) == len(weekly)
+    assert not any(o.startswith("model=") for spec in weekly for o in spec.overrides)
 
 
 def test_prefect_yaml_is_rendered_from_conf() -> None:
@@ -54,7 +56,8 @@ def test_prefect_yaml_and_serve_define_the_same_deployments() -> None:
     for spec in SPECS:
         entry = entries[spec.name]
         served = runner_deployment(spec)
-        assert entry["parameters"] == served.parameters == {"overrides": spec.overrides}
+        assert entry["parameters"] == served.parameters == spec.parameters
+        assert spec.parameters["overrides"] == spec.overrides
         assert entry["concurrency_limit"]["limit"] == served.concurrency_limit == 1
         assert served.concurrency_options is not None
         strategy = served.concurrency_options.collision_strategy
@@ -89,10 +92,10 @@ def test_served_entrypoint_resolves_from_anywhere(
 
 @pytest.mark.parametrize("spec", SPECS, ids=NAMES)
 def test_parameters_validate_against_the_flow_and_the_config(spec: Any) -> None:
-    assert train_pipeline.validate_parameters(spec.parameters) == spec.parameters
-    cfg = load_config(spec.parameters["overrides"])
-    model = [o.split("=", 1)[1] for o in spec.overrides if o.startswith("model=")]
-    assert cfg.model.name == (model[0] if model else "torch_lasso")
+    validated = train_pipeline.validate_parameters(spec.parameters)
+    assert {k: v for k, v in validated.items() if v is not None} == spec.parameters
+    cfg = load_config(spec.config_overrides)
+    assert cfg.model.name == (spec.form.model or "torch_lasso")
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=NAMES)
@@ -126,6 +129,11 @@ def _write(tmp_path: Path, deployment: dict[str, Any]) -> Path:
         ({"cron": "0 25 * * *"}, "cron"),
         ({"timezone": "Mars/Olympus"}, "unknown timezone 'Mars/Olympus'"),
         ({"name": "Nightly Retrain"}, "name"),
+        ({"parameters": {"model": "xgb"}}, "parameters.model"),
+        ({"parameters": {"hyperparameters": {"torch_lasso": {"alpha": 0}}}}, "greater than 0"),
+        ({"parameters": {"steps": ["train", "deploy"]}}, "parameters.steps"),
+        ({"parameters": {"depth": 3}}, "parameters.depth"),
+        ({"parameters": {"data_source": "https://u:pw@h/x.csv"}}, "carries credentials"),
     ],
 )
 def test_bad_deployment_is_refused_with_a_clear_error(
@@ -144,5 +152,43 @@ def test_models_list_expands_to_one_deployment_per_model(tmp_path: Path) -> None
     )
     [spec] = load_deployments(path, validate=False)
     assert spec.name == "weekly-random-forest"
-    assert spec.overrides == ["model=random_forest", "x"]
+    assert spec.parameters == {"model": "random_forest", "overrides": ["x"]}
+    assert spec.config_overrides == ["model=random_forest", "x"]
     assert spec.timezone == "UTC" and spec.collision_strategy == "CANCEL_NEW"
+
+
+def test_typed_parameters_and_overrides_together(tmp_path: Path) -> None:
+    """A deployment gives typed parameters (the Custom run form's) and keeps `overrides:`."""
+    path = _write(
+        tmp_path,
+        {
+            "name": "weekly",
+            "cron": "0 5 * * 0",
+            "models": ["random_forest"],
+            "parameters": {"hyperparameters": {"random_forest": {"n_estimators": 50}}},
+            "overrides": ["data.demo_rows=2000"],
+        },
+    )
+    [spec] = load_deployments(path)
+    assert spec.parameters == {
+        "model": "random_forest",
+        "hyperparameters": {"random_forest": {"n_estimators": 50}},
+        "overrides": ["data.demo_rows=2000"],
+    }
+    cfg = load_config(spec.config_overrides)
+    model = cfg.model.model_dump()
+    assert (model["name"], model["n_estimators"], cfg.data.demo_rows) == ("random_forest", 50, 2000)
+
+
+def test_a_model_given_twice_is_refused(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        {
+            "name": "weekly",
+            "cron": "0 5 * * 0",
+            "models": ["random_forest"],
+            "parameters": {"model": "torch_lasso"},
+        },
+    )
+    with pytest.raises(DeploymentsFileError, match="not both"):
+        load_deployments(path)

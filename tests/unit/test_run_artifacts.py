@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
-from reporting.prefect_artifacts import mlflow_ui_base, run_link, step_rows, summary_markdown
+from reporting.prefect_artifacts import (
+    mlflow_ui_base,
+    plot_markdown,
+    plot_url,
+    run_link,
+    step_rows,
+    summary_markdown,
+)
 from reporting.summary import PipelineSummary, StepLine
 
 
@@ -56,9 +65,37 @@ def test_markdown_has_metrics_verdict_version_and_run_links(
     assert "| test_mae | 29.92 |" in text
     assert "**Champion/challenger verdict:** PROMOTED: beats version 2" in text
     assert "`housing_price` version 3" in text
-    assert "[run0001](http://127.0.0.1:5000/#/experiments/7/runs/run0001)" in text
-    assert "[parent01](http://127.0.0.1:5000/#/experiments/7/runs/parent01)" in text
+    # A local store: no UI is known to serve it, so ids and how to open one, not dead links.
+    assert "- get_data: `run0001`" in text and "- pipeline (parent): `parent01`" in text
+    assert "](http" not in text.split("```")[0]
     assert "mlflow ui --backend-store-uri sqlite:////tmp/mlruns/mlflow.db" in text
+    assert "http://127.0.0.1:5000/#/experiments/7/runs/parent01" in text
+
+
+def test_a_local_store_is_linked_where_mlflow_ui_url_says_a_ui_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_UI_URL", "http://127.0.0.1:5001")
+    text = summary_markdown(_summary(), "7")
+    assert "[run0001](http://127.0.0.1:5001/#/experiments/7/runs/run0001)" in text
+    assert "[parent01](http://127.0.0.1:5001/#/experiments/7/runs/parent01)" in text
+
+
+def test_a_tracking_server_links_every_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_UI_URL", raising=False)
+    text = summary_markdown(_summary("http://10.0.0.5:5000/"), "7")
+    assert "[parent01](http://10.0.0.5:5000/#/experiments/7/runs/parent01)" in text
+    assert "- train: [run0002](http://10.0.0.5:5000/#/experiments/7/runs/run0002) (reused)" in text
+    assert "mlflow ui" not in text
+
+
+def test_the_evaluation_plot_is_served_by_the_tracking_server_or_carried_inline() -> None:
+    url = plot_url("http://10.0.0.5:5000/", "abc123")
+    assert url == ("http://10.0.0.5:5000/get-artifact?path=predicted_vs_actual.png&run_uuid=abc123")
+    png = b"\x89PNG\r\n\x1a\nfake"
+    text = plot_markdown(png, "`abc123`")
+    assert f"](data:image/png;base64,{base64.b64encode(png).decode()})" in text
+    assert "`abc123`" in text
 
 
 def test_links_go_to_the_tracking_server_when_it_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,4 +103,4 @@ def test_links_go_to_the_tracking_server_when_it_is_one(monkeypatch: pytest.Monk
     assert mlflow_ui_base("http://mlflow.internal:5000/") == "http://mlflow.internal:5000"
     assert mlflow_ui_base("sqlite:///x.db") == "http://elsewhere:9999"
     assert run_link("https://m.example", "1", "abc") == "https://m.example/#/experiments/1/runs/abc"
-    assert "Links open an MLflow UI" not in summary_markdown(_summary("https://m.example"), "1")
+    assert "mlflow ui" not in summary_markdown(_summary("https://m.example"), "1")

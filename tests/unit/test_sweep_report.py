@@ -131,12 +131,16 @@ def test_the_report_shows_every_variant_and_marks_the_winner() -> None:
     assert "no winner" not in _summary().headline()
 
 
-def test_the_prefect_artifacts_link_every_variant_run() -> None:
+def test_the_prefect_artifacts_link_every_variant_run(monkeypatch: pytest.MonkeyPatch) -> None:
     summary = _summary()
     rows = variant_rows(summary)
     assert [row["best"] for row in rows] == [True, False]
     assert rows[0]["val_mae"] == 26.26
+    # A local store is linked where MLFLOW_UI_URL says an MLflow UI serves it; else the ids.
+    monkeypatch.delenv("MLFLOW_UI_URL", raising=False)
+    assert f"| `{'a' * 8}` |" in sweep_markdown(summary, "1")
+    monkeypatch.setenv("MLFLOW_UI_URL", "http://127.0.0.1:5000")
     markdown = sweep_markdown(summary, "1")
-    assert f"/#/experiments/1/runs/{'a' * 32}" in markdown
+    assert f"[{'a' * 8}](http://127.0.0.1:5000/#/experiments/1/runs/{'a' * 32})" in markdown
     assert "| **best** | `model=torch_lasso model.alpha=0.001` |" in markdown
     assert "## Shared steps, winner and promotion" in markdown

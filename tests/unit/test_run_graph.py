@@ -1,0 +1,45 @@
+"""The run graph: each step's task run waits for the task runs whose outputs it reads, so
+Prefect draws the pipeline's chain instead of every step hanging from the parent run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.config import load_config
+from flows.pipeline_steps import SPEC_BY_NAME, STEP_NAMES
+from flows.step_runner import StepRunner
+from tasks.step_result import StepResult
+
+
+def _outputs(step: str) -> dict[str, str]:
+    return {name: f"runs:/run-{step}/{name}" for name in SPEC_BY_NAME[step].outputs}
+
+
+def test_each_step_waits_for_the_steps_whose_outputs_it_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = StepRunner(load_config(["main.force=true"]), "1", None, tmp_path)
+    waited: dict[str, list[str]] = {}
+
+    def task(*, step: str, wait_for: list[Any], **_: Any) -> StepResult:
+        waited[step] = [upstream.step for upstream in wait_for]
+        return StepResult(step, f"run-{step}", outputs=_outputs(step))
+
+    monkeypatch.setattr(runner, "task_for", lambda cfg: task)
+    # get_data was left out of main.steps: its reused run is no task run of this flow run.
+    results: dict[str, StepResult] = {
+        "get_data": StepResult("get_data", "old-run", outputs=_outputs("get_data"), reused=True)
+    }
+    for step in STEP_NAMES[1:]:
+        results[step] = runner.run(step, results, "parent")
+    assert waited == {
+        "basic_cleaning": [],
+        "data_check": ["basic_cleaning"],
+        "data_split": ["basic_cleaning"],
+        "train": ["data_split"],
+        "evaluate": ["train", "data_split"],
+        "promote": ["train", "data_split"],
+    }
