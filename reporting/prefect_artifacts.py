@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import quote
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from reporting.summary import PipelineSummary, StepLine
 from reporting.sweep_summary import SweepSummary
+from steps.common.url_secrets import redact_url
+from steps.contract import CHAMPION_NOTE, VERDICT_NOTE, run_page_url
 
 SUMMARY_KEY = "pipeline-summary"
 STEPS_KEY = "pipeline-steps"
@@ -26,13 +27,13 @@ DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 def mlflow_ui_base(tracking_uri: str) -> str:
     """The MLflow UI's address: the tracking server itself, else MLFLOW_UI_URL or mlflow ui's."""
     if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/")
+        return redact_url(tracking_uri).rstrip("/")  # a link never carries a password
     return os.environ.get("MLFLOW_UI_URL", DEFAULT_MLFLOW_UI).rstrip("/")
 
 
 def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    base = mlflow_ui_base(tracking_uri)
-    return f"{base}/#/experiments/{quote(experiment_id)}/runs/{quote(run_id)}"
+    """A run's page in the MLflow UI that serves this tracking store."""
+    return run_page_url(mlflow_ui_base(tracking_uri), experiment_id, run_id)
 
 
 def step_rows(summary: PipelineSummary) -> list[dict[str, Any]]:
@@ -61,10 +62,10 @@ def summary_markdown(summary: PipelineSummary, experiment_id: str) -> str:
         lines += ["| metric | value |", "| --- | --- |"]
         lines += [f"| {k} | {v:.4g} |" for k, v in sorted(summary.test_metrics.items())]
         lines.append("")
-    verdict = summary.promotion_notes.get("verdict")
+    verdict = summary.promotion_notes.get(VERDICT_NOTE)
     lines.append(f"**Champion/challenger verdict:** {verdict or 'no promotion in this run'}")
-    if "champion" in summary.promotion_notes:
-        lines.append(f"\n**Champion now:** {summary.promotion_notes['champion']}")
+    if CHAMPION_NOTE in summary.promotion_notes:
+        lines.append(f"\n**Champion now:** {summary.promotion_notes[CHAMPION_NOTE]}")
     if summary.registered_version:
         lines.append(
             f"\n**Registered model:** `{summary.registered_model}` version "

@@ -12,7 +12,7 @@ import pytest
 from tasks.step_cache import code_version, import_closure, step_module
 from tests.conftest import PROJECT_ROOT
 
-_COPIED = ("steps", "connectors", "tasks", "flows")
+_COPIED = ("steps", "connectors", "tasks", "flows", "reporting", "processes")
 _FILES = ("MLproject", "conda.yml", "constraints.txt", "pyproject.toml")
 
 
@@ -80,8 +80,8 @@ def test_a_module_the_step_imports_changes_its_key_and_not_the_others(project: P
 
 def test_code_the_step_does_not_import_leaves_the_key(project: Path) -> None:
     before = _key(project, "train")
-    _append(project / "flows" / "summary.py")
-    _append(project / "tasks" / "run_owner.py")
+    _append(project / "reporting" / "summary.py")
+    _append(project / "processes" / "run_owner.py")
     assert _key(project, "train") == before
 
 
