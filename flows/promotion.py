@@ -35,7 +35,7 @@ def rollback_champion(overrides: list[str] | None = None, to_version: int = 0) -
     lock itself (steps/registry/promotion_lock.py).
     """
     cfg = compose(overrides or [])
-    steps = step_runner(cfg, group="rollback")
+    steps = step_runner(cfg, group=ROLLBACK_STEP)
     result = steps.run(ROLLBACK_STEP, {}, None, parameters={"to_version": to_version})
     get_run_logger().info("%s", result.notes.get(VERDICT_NOTE, "rollback finished"))
     return result
