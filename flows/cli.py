@@ -43,7 +43,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 
 # Failures whose message already says what went wrong and what to do. A command adds its own
-# (a sweep's SweepFailed) through `run_command(expected=...)`.
+# (a sweep's SweepFailed) through `Command(expected=...)`.
 EXPECTED_FAILURES: tuple[type[BaseException], ...] = (StepFailed, PipelineError, ConfigError)
 _ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 

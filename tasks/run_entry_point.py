@@ -7,7 +7,6 @@ is terminated), and returns a `StepResult` read back from the finished run.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import subprocess
@@ -31,6 +30,7 @@ from prefect import get_run_logger, task
 from prefect.context import TaskRunContext
 from prefect.states import Completed, State
 
+from processes.lifeline import terminate_family
 from processes.run_owner import owner_tags
 from steps.common.url_secrets import for_the_record
 from steps.contract import (
@@ -54,7 +54,6 @@ from tasks.tracking_store import outputs_of, result_of, use_environment
 from warm_backend.backend import STEP_ENVIRONMENT_CONFIG
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-_KILL_GRACE_S = 5.0
 
 
 def interpreter_on_path() -> None:
@@ -65,20 +64,13 @@ def interpreter_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join([bin_dir, path]) if path else bin_dir
 
 
-def terminate_tree(pid: int, grace_s: float = _KILL_GRACE_S) -> None:
-    """SIGTERM a process and all its descendants, then SIGKILL whatever is left."""
+def terminate_tree(pid: int) -> None:
+    """SIGTERM a step's process and all its descendants, then SIGKILL whatever is left."""
     try:
         root = psutil.Process(pid)
-        family = [*root.children(recursive=True), root]
     except psutil.NoSuchProcess:
         return
-    for process in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, alive = psutil.wait_procs(family, timeout=grace_s)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
+    terminate_family(root)
 
 
 def _step_tags(step: str, parent_run_id: str | None, flow_run_id: str | None) -> dict[str, str]:
