@@ -47,8 +47,9 @@ class StepSpec:
     cacheable: bool = True
     # The section of PipelineConfig its settings come from (None: it has none of its own).
     config_section: str | None = None
-    # Its parameters from the configuration; the upstream inputs are added by the runner.
-    parameters: Parameters = field(default=lambda cfg, start_dir: {}, compare=False)
+    # Its parameters from the configuration (None: the fields of its config section, by name);
+    # the upstream inputs are added by the runner.
+    parameters: Parameters | None = field(default=None, compare=False)
     # The metrics that count the rows it read and wrote, for the summary ("": none).
     rows: tuple[str, str] = ("", "")
     # Run once per variant in a sweep (the steps before the first such step are shared).
@@ -61,6 +62,15 @@ class StepSpec:
     scores_model: bool = False
     # Its Prefect task runs are named after the model and source ("train-random_forest-demo").
     labelled: bool = True
+
+    def settings(self, cfg: PipelineConfig, start_dir: Path) -> dict[str, Any]:
+        """The entry point's parameters from the configuration, by its MLproject names."""
+        if self.parameters is not None:
+            return self.parameters(cfg, start_dir)
+        if self.config_section is None:
+            return {}
+        section: dict[str, Any] = getattr(cfg, self.config_section).model_dump()
+        return section
 
 
 def _get_data(cfg: PipelineConfig, start_dir: Path) -> dict[str, Any]:
@@ -120,7 +130,6 @@ STEPS: tuple[StepSpec, ...] = (
         outputs=("clean_data",),
         inputs={"input_artifact": ("get_data", "raw_data")},
         config_section="cleaning",
-        parameters=lambda cfg, start_dir: cfg.cleaning.model_dump(),
         rows=("rows_in", "rows_out"),
     ),
     StepSpec(
@@ -136,7 +145,6 @@ STEPS: tuple[StepSpec, ...] = (
         outputs=("train_data", "val_data", "test_data"),
         inputs={"input_artifact": ("basic_cleaning", "clean_data")},
         config_section="split",
-        parameters=lambda cfg, start_dir: cfg.split.model_dump(),
         rows=("", "rows_train"),
     ),
     StepSpec(

@@ -38,7 +38,7 @@ class PipelineError(RuntimeError):
 def step_parameters(step: str, cfg: PipelineConfig, start_dir: Path) -> dict[str, Any]:
     """The configuration values an entry point takes, by the names its MLproject declares
     (the step table's `parameters`, flows/pipeline_steps.py)."""
-    return ENTRY_POINT_SPECS[step].parameters(cfg, start_dir)
+    return ENTRY_POINT_SPECS[step].settings(cfg, start_dir)
 
 
 def upstream_steps_to_reuse(selected: Sequence[str]) -> list[str]:
@@ -121,7 +121,7 @@ class StepRunner:
         upstream inputs and its cache key."""
         cfg = cfg or self.cfg
         spec = ENTRY_POINT_SPECS[step]
-        parameters = spec.parameters(cfg, self.start_dir) | dict(given or {})
+        parameters = spec.settings(cfg, self.start_dir) | dict(given or {})
         inputs: dict[str, str] = {}
         for parameter, (upstream, output) in spec.inputs.items():
             uri = results[upstream].outputs[output]
