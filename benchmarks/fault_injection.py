@@ -30,6 +30,7 @@ import mlflow
 import psutil
 
 from benchmarks._report import Report, command_line, out
+from steps.contract import OUTPUT_TAG_PREFIX
 
 SMALL = ["data.demo_rows=2500", "task.retry_delay_s=0.5", "task.retry_jitter=0"]
 
@@ -64,7 +65,7 @@ def audit(root: Path) -> int:
     experiments = client.search_experiments()
     ids = [e.experiment_id for e in experiments]
     for run in client.search_runs(ids, max_results=5000) if ids else []:
-        outputs = {k: v for k, v in run.data.tags.items() if k.startswith("output.")}
+        outputs = {k: v for k, v in run.data.tags.items() if k.startswith(OUTPUT_TAG_PREFIX)}
         if run.info.status == "FAILED":
             lost += len(outputs)  # a failed run must not announce anything
             continue

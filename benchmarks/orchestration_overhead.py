@@ -88,7 +88,7 @@ def child_baseline(demo_rows: int) -> dict[str, Any]:
     from flows.pipeline_steps import SPEC_BY_NAME
     from flows.runtime import configure_services, prepare_process
     from flows.step_runner import step_parameters
-    from tasks.parameters import normalize
+    from steps.contract import normalize
     from tasks.tracking_store import ensure_experiment, outputs_of
     from warm_backend.protocol import parse_module_command
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
+from steps.common.url_secrets import redact_url
+
 if TYPE_CHECKING:
     import oss2
 
@@ -78,7 +80,7 @@ def parse_oss_uri(text: str) -> OssLocation:
             "OSS_ACCESS_KEY_SECRET in the environment or in .env instead"
         )
     if parts.query or parts.fragment:
-        raise OssSettingError(f"{safe_uri(text)!r}: an oss:// URI takes no query or fragment")
+        raise OssSettingError(f"{redact_url(text)!r}: an oss:// URI takes no query or fragment")
     bucket = parts.netloc
     if not _BUCKET.match(bucket):
         raise OssSettingError(
@@ -86,13 +88,6 @@ def parse_oss_uri(text: str) -> OssLocation:
             "hyphens); write oss://BUCKET/PREFIX"
         )
     return OssLocation(bucket=bucket, prefix=parts.path.lstrip("/"))
-
-
-def safe_uri(text: str) -> str:
-    """An oss:// URI fit for logs and tracking metadata: no user info, no query string."""
-    parts = urlsplit(text)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return f"{parts.scheme}://{host}{parts.path}"
 
 
 @dataclass(frozen=True)

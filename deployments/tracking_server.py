@@ -54,7 +54,7 @@ from urllib.parse import urlsplit
 
 from flows.config import ConfigError, TrackingServerConfig, load_config
 from flows.runtime import prepare_process
-from tasks.parameters import hide_password
+from steps.common.url_secrets import hide_password
 
 logger = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ import mlflow
 import psutil
 from mlflow.exceptions import MlflowException
 
+from steps.contract import HISTORY_TAG_PREFIX, INTENT_TAG
 from steps.registry.failpoints import ENV as FAILPOINT_ENV
 from steps.registry.failpoints import POINTS
 
@@ -272,9 +273,11 @@ def violations(tracking_uri: str, name: str) -> list[str]:
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     found: list[str] = []
     model = client.get_registered_model(name)
-    if "promotion.intent" in model.tags:
+    if INTENT_TAG in model.tags:
         found.append("an intent record was left behind")
-    history = [json.loads(v) for k, v in sorted(model.tags.items()) if k.startswith("history.")]
+    history = [
+        json.loads(v) for k, v in sorted(model.tags.items()) if k.startswith(HISTORY_TAG_PREFIX)
+    ]
     sequences = [int(entry["sequence"]) for entry in history]
     if sequences != list(range(1, len(history) + 1)):
         found.append(f"history sequences are {sequences}, not 1..{len(history)}")

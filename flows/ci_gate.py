@@ -23,27 +23,39 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 import mlflow
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.cli import run_command
-from flows.config import CIConfig, ConfigError, PipelineConfig, load_config
-from flows.runtime import prepare_process
+from flows.cli import Command, run_command
+from flows.config import CIConfig, ConfigError, PipelineConfig
+from flows.pipeline_steps import PROMOTION_STEP
+from flows.runtime import compose
 from flows.train_pipeline import PipelineError, train_pipeline
 from reporting.summary import PipelineSummary
+from steps.common.url_secrets import redact_url
+from steps.contract import (
+    CHAMPION_NOTE,
+    EXIT_BAD_CONFIG,
+    EXIT_BUG,
+    EXIT_OK,
+    OUTCOME_ALREADY_CHAMPION,
+    OUTCOME_PROMOTED,
+    VERDICT_NOTE,
+    PromotionRecord,
+    run_page_url,
+)
 from tasks.step_failure import StepFailed
 
 logger = logging.getLogger(__name__)
 
-EXIT_PASSED = 0
-EXIT_REFUSED = 1
-EXIT_CONFIG = 2
+EXIT_PASSED = EXIT_OK
+EXIT_REFUSED = EXIT_BUG
+EXIT_CONFIG = EXIT_BAD_CONFIG
 
-# promote's `promotion.outcome` tag values that let the push through.
-PASSING_OUTCOMES = ("promoted", "already_champion")
+# The override that makes the promotion a dry run (a setting, not a tag).
 _DRY_RUN_KEY = "promotion.dry_run"
 _HEADS = "refs/heads/"
 
@@ -124,8 +136,8 @@ class GateReport:
     branch: Branch
     main_branch: str
     dry_run: bool
-    # promote's promotion.outcome: promoted | already_champion | lost | failed_gate; None when
-    # the pipeline stopped before promote reached a verdict.
+    # The promotion's outcome (steps/contract.py OUTCOMES); None when the pipeline stopped
+    # before the promotion step reached a verdict.
     outcome: str | None
     verdict: str
     metric: str
@@ -142,33 +154,26 @@ class GateReport:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_PASSED if self.outcome in PASSING_OUTCOMES else EXIT_REFUSED
+        return EXIT_PASSED if PromotionRecord(self.outcome).passes else EXIT_REFUSED
 
     def title(self) -> str:
         if self.outcome is None:
             return "PIPELINE FAILED"
-        if self.outcome == "already_champion":
+        if self.outcome == OUTCOME_ALREADY_CHAMPION:
             return "ALREADY THE CHAMPION"
-        passed = self.outcome == "promoted"
+        passed = self.outcome == OUTCOME_PROMOTED
         if self.dry_run:
             return "WOULD BE PROMOTED (dry run)" if passed else "WOULD NOT BE PROMOTED (dry run)"
         return "PROMOTED" if passed else "NOT PROMOTED"
 
 
-def public_uri(uri: str) -> str:
-    """The tracking URI without any user:password@ it may carry, fit for a public report."""
-    parsed = urlparse(uri)
-    if parsed.scheme in ("http", "https") and "@" in parsed.netloc:
-        return urlunparse(parsed._replace(netloc=parsed.netloc.rsplit("@", 1)[1]))
-    return uri
-
-
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str | None:
-    """The MLflow UI page of a run, for a tracking server; None for a local store."""
-    uri = public_uri(tracking_uri)
+    """The MLflow UI page of a run, for a tracking server (never its credentials); None for a
+    local store, whose UI a public report cannot link to."""
+    uri = redact_url(tracking_uri)
     if urlparse(uri).scheme not in ("http", "https"):
         return None
-    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return run_page_url(uri, experiment_id, run_id)
 
 
 def _fmt(value: float | None) -> str:
@@ -221,7 +226,7 @@ def render_report(report: GateReport) -> str:
             lines += [
                 "",
                 "Browse them with "
-                f"`mlflow ui --backend-store-uri {public_uri(report.tracking_uri)}`",
+                f"`mlflow ui --backend-store-uri {redact_url(report.tracking_uri)}`",
             ]
     outcome = "passes" if report.exit_code == EXIT_PASSED else "fails"
     lines += ["", f"Exit code {report.exit_code}: the push {outcome} the gate."]
@@ -278,25 +283,38 @@ def gate_report(
         return RunLink(label, run_id, run_url(summary.tracking_uri, experiment_id, run_id))
 
     runs = [link("pipeline", summary.parent_run_id)]
-    runs += [link(line.step, line.run_id) for line in summary.steps if line.step != "promote"]
-    promote = next((line for line in summary.steps if line.step == "promote"), None)
+    runs += [link(line.step, line.run_id) for line in summary.steps if line.step != PROMOTION_STEP]
+    promote = next((line for line in summary.steps if line.step == PROMOTION_STEP), None)
     if promote is None:
-        raise ConfigError("the CI gate needs the promote step: add promote to main.steps")
+        raise ConfigError(_NEEDS_PROMOTION)
     run = client.get_run(promote.run_id)
-    runs.append(link("promote", promote.run_id))
-    tags = run.data.tags
+    runs.append(link(PROMOTION_STEP, promote.run_id))
+    record = PromotionRecord.from_tags(run.data.tags)
     return replace(
         base,
-        outcome=tags.get("promotion.outcome") or None,
-        verdict=summary.promotion_notes.get("verdict", "no verdict"),
-        champion_note=summary.promotion_notes.get("champion", ""),
+        outcome=record.outcome,
+        verdict=summary.promotion_notes.get(VERDICT_NOTE, "no verdict"),
+        champion_note=summary.promotion_notes.get(CHAMPION_NOTE, ""),
         candidate_scores=_metrics(run.data.metrics, "candidate_"),
         champion_scores=_metrics(run.data.metrics, "champion_"),
-        champion_version=tags.get("promotion.previous_champion") or None,
-        candidate_version=tags.get("promotion.candidate_version") or None,
+        champion_version=record.previous_champion,
+        candidate_version=record.candidate_version,
         tracking_uri=summary.tracking_uri,
         runs=runs,
     )
+
+
+_NEEDS_PROMOTION = (
+    f"the CI gate needs the {PROMOTION_STEP} step: add {PROMOTION_STEP} to main.steps"
+)
+
+
+def gate_config(overrides: Sequence[str]) -> PipelineConfig:
+    """The validated configuration, refused (ConfigError) when it has no promotion to gate."""
+    cfg = compose(overrides)
+    if PROMOTION_STEP not in cfg.main.steps:
+        raise ConfigError(_NEEDS_PROMOTION)
+    return cfg
 
 
 @flow(name="ci_gate")
@@ -310,9 +328,7 @@ def ci_gate(
     """
     log = get_run_logger()
     overrides = list(overrides or [])
-    cfg = load_config(overrides)
-    if "promote" not in cfg.main.steps:
-        raise ConfigError("the CI gate needs the promote step: add promote to main.steps")
+    cfg = gate_config(overrides)
     branch = detect_branch(cfg.ci, os.environ)
     dry_run = cfg.promotion.dry_run or not branch.is_main
     log.info(
@@ -340,29 +356,22 @@ def ci_gate(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    if any(arg in ("-h", "--help") for arg in overrides):
-        sys.stdout.write(__doc__ or "")
-        return EXIT_PASSED
-    prepare_process()
-    if not os.environ.get("MLFLOW_TRACKING_URI", "x").strip():
-        # An unset CI variable often arrives as an empty string: it means the default store.
-        del os.environ["MLFLOW_TRACKING_URI"]
-    try:
-        cfg = load_config(overrides)
-        if "promote" not in cfg.main.steps:
-            raise ConfigError("the CI gate needs the promote step: add promote to main.steps")
-    except ConfigError as error:
-        sys.stderr.write(f"error: {error}\n")
-        return EXIT_CONFIG
-
-    def body() -> int:
+    def body(cfg: PipelineConfig) -> int:
         report = ci_gate(overrides=overrides)
         sys.stdout.write(render_report(report))
         sys.stdout.write(f"(report written to {', '.join(report.report_paths)})\n")
         return report.exit_code
 
-    return run_command("ci gate", body)
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    command = Command("ci gate", body, start=_start, doc=__doc__ or "")
+    return run_command(command, overrides)
+
+
+def _start(overrides: list[str]) -> PipelineConfig:
+    if not os.environ.get("MLFLOW_TRACKING_URI", "x").strip():
+        # An unset CI variable often arrives as an empty string: it means the default store.
+        del os.environ["MLFLOW_TRACKING_URI"]
+    return gate_config(overrides)
 
 
 if __name__ == "__main__":

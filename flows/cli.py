@@ -1,5 +1,9 @@
-"""What every `python -m flows.…` command shares around its flow: signals, the temporary
-Prefect API's lifeline, and failure output a person can read.
+"""The one shell every `python -m flows.…` command runs in: `--help`, start-up (`.env`,
+telemetry, the configuration composed and checked once, before any work), signals, the temporary
+Prefect API's lifeline, and the mapping of failures to exit codes and output a person can read.
+
+A command is a `Command`: what it composes from its arguments at start-up (`start`; a refused
+configuration exits 2 with `error: <cause and fix>`) and the body that runs its flow with that.
 
 An expected failure (bad data, a bad source, a bad configuration, a step that failed for a
 reason it reported, a reused step that never finished) is printed once, as the command's last
@@ -17,24 +21,29 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from prefect.exceptions import TerminationSignal
 
 from flows.config import ConfigError
+from flows.runtime import compose, composing_once, prepare_process
 from flows.step_runner import PipelineError
+from steps.contract import EXIT_BAD_CONFIG, EXIT_BUG
 from tasks.step_failure import StepFailed
 
 logger = logging.getLogger(__name__)
 
-EXIT_FAILED = 1  # the command ran and failed for a reason it printed
-EXIT_CONFIG = 2  # the configuration was refused before any work
+EXIT_OK = 0
+EXIT_FAILED = EXIT_BUG  # the command ran and failed for a reason it printed
+EXIT_CONFIG = EXIT_BAD_CONFIG  # the configuration was refused before any work
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 
 # Failures whose message already says what went wrong and what to do. A command adds its own
-# (a sweep's SweepFailed) through `run_command(expected=...)`.
+# (a sweep's SweepFailed) through `Command(expected=...)`.
 EXPECTED_FAILURES: tuple[type[BaseException], ...] = (StepFailed, PipelineError, ConfigError)
 _ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
@@ -120,28 +129,65 @@ def quiet_expected_failures(expected: tuple[type[BaseException], ...]) -> None:
             handler.addFilter(_QuietExpectedFailures(handler, expected))
 
 
-def run_command(
-    label: str,
-    body: Callable[[], int],
-    expected: tuple[type[BaseException], ...] = (),
-) -> int:
-    """Run a command's flow with the shared handling; its exit code.
+def _failed(_error: BaseException) -> int:
+    return EXIT_FAILED
+
+
+@dataclass(frozen=True)
+class Command:
+    """One `python -m flows.…` command, as the shell runs it.
 
     `label` starts the last line of an expected failure ("pipeline failed: <cause and fix>").
-    """
-    known = EXPECTED_FAILURES + expected
-    quiet_expected_failures(known)
+    `start` composes what the body needs from the arguments (by default the validated
+    configuration of the Hydra overrides) before any work; `body` runs the flow with it.
+    `doc` is printed for -h/--help (None: the command parsed its arguments itself).
+    `expected` failures print `<label> failed: <message>` and exit with `exit_code(error)`;
+    `refused` ones print `error: <message>` and exit 2. `uses_prefect=False` for a command
+    that runs no flow (no temporary Prefect API, no Prefect log filters)."""
+
+    label: str
+    body: Callable[[Any], int]
+    start: Callable[[list[str]], Any] = compose
+    doc: str | None = None
+    expected: tuple[type[BaseException], ...] = ()
+    exit_code: Callable[[BaseException], int] = _failed
+    refused: tuple[type[BaseException], ...] = (ConfigError,)
+    uses_prefect: bool = True
+
+
+def run_command(command: Command, argv: Sequence[str]) -> int:
+    """Run `command` on its arguments with the shared handling; its exit code."""
+    arguments = list(argv)
+    if command.doc is not None and any(arg in ("-h", "--help") for arg in arguments):
+        sys.stdout.write(command.doc)
+        return EXIT_OK
+    prepare_process()
+    with composing_once():
+        try:
+            started = command.start(arguments)
+        except command.refused as error:
+            sys.stderr.write(f"error: {error}\n")
+            return EXIT_CONFIG
+        return _run_body(command, started)
+
+
+def _run_body(command: Command, started: Any) -> int:
+    label = command.label
+    known = (EXPECTED_FAILURES if command.uses_prefect else ()) + command.expected
+    if command.uses_prefect:
+        quiet_expected_failures(known)
     try:
         with handle_termination():
-            tie_temporary_api_to_this_process()
-            return body()
-    except ConfigError as error:
+            if command.uses_prefect:
+                tie_temporary_api_to_this_process()
+            return command.body(started)
+    except command.refused as error:
         sys.stderr.write(f"error: {error}\n")
         return EXIT_CONFIG
     except known as error:
         logger.debug("%s failed", label, exc_info=True)
         sys.stderr.write(f"{label} failed: {error}\n")
-        return EXIT_FAILED
+        return command.exit_code(error)
     except TerminationSignal:
         sys.stderr.write(f"{label} stopped by SIGTERM; its runs were marked as ended\n")
         return EXIT_TERMINATED

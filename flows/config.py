@@ -24,11 +24,11 @@ from steps.common.url_secrets import (
     HOW_TO_PASS,
     MissingEnvironmentVariable,
     credentials_in,
+    hide_password,
     redact_url,
     refusal,
     resolve_env_references,
 )
-from tasks.parameters import hide_password
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"

@@ -15,49 +15,36 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 
-from flows.cli import run_command
-from flows.config import load_config
-from flows.runtime import configure_services, start_command
+from flows.cli import Command, run_command
+from flows.config import PipelineConfig
+from flows.pipeline_steps import ROLLBACK_STEP
+from flows.runtime import compose, configure_services
+from flows.step_runner import step_runner
+from steps.contract import VERDICT_NOTE
 from tasks.registry_history import read_alias_history
-from tasks.run_entry_point import run_entry_point
 from tasks.step_result import StepResult
-from tasks.tracking_store import ensure_experiment
 
 
 @flow(name="rollback_champion", flow_run_name="rollback-{to_version}")
 def rollback_champion(overrides: list[str] | None = None, to_version: int = 0) -> StepResult:
-    """Move the champion alias back (to the previous champion, or to `to_version`)."""
-    cfg = load_config(overrides or [])
-    configure_services(cfg, Path.cwd(), group="rollback")
-    experiment_id = ensure_experiment(cfg.main.experiment_name)
-    result = run_entry_point(
-        "rollback",
-        {
-            "registered_model": cfg.main.registered_model,
-            "alias": cfg.promotion.alias,
-            "challenger_alias": cfg.promotion.challenger_alias,
-            "to_version": to_version,
-            "use_stages": cfg.promotion.use_stages,
-            # The rollback step takes the promotion lock itself (steps/registry/promotion_lock.py).
-            "lock_timeout_s": cfg.promotion.lock_timeout_s,
-            "lock_lease_s": cfg.promotion.lock_lease_s,
-        },
-        (),
-        experiment_id,
-        flow_run_id=flow_run.get_id(),
-        env_manager=cfg.main.env_manager,
-        timeout_s=cfg.task.timeout_s,
-    )
-    get_run_logger().info("%s", result.notes.get("verdict", "rollback finished"))
+    """Move the champion alias back (to the previous champion, or to `to_version`).
+
+    The rollback entry point runs through the same runner as every pipeline step: the
+    configured backend, retry policy, timeout and service environment. It takes the promotion
+    lock itself (steps/registry/promotion_lock.py).
+    """
+    cfg = compose(overrides or [])
+    steps = step_runner(cfg, group=ROLLBACK_STEP)
+    result = steps.run(ROLLBACK_STEP, {}, None, parameters={"to_version": to_version})
+    get_run_logger().info("%s", result.notes.get(VERDICT_NOTE, "rollback finished"))
     return result
 
 
 @flow(name="promotion_history")
 def promotion_history(overrides: list[str] | None = None) -> list[dict[str, Any]]:
     """Every recorded alias move of the registered model, oldest first."""
-    cfg = load_config(overrides or [])
+    cfg = compose(overrides or [])
     configure_services(cfg, Path.cwd(), group="history")
     return read_alias_history(cfg.main.registered_model)
 
@@ -84,25 +71,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     rollback = commands.add_parser("rollback", help="move the champion back")
     rollback.add_argument("--to-version", type=int, default=0, help="a version number")
     args, overrides = parser.parse_known_args(argv)
-    if not start_command(overrides):
-        return 2
-    if args.command == "history":
-        return run_command("history", lambda: _print_history(overrides))
-    if args.to_version < 0:
+    if args.command == "rollback" and args.to_version < 0:
         sys.stderr.write("error: --to-version must be a positive version number\n")
         return 2
 
-    def rollback_body() -> int:
-        result = rollback_champion(overrides=overrides, to_version=args.to_version)
-        sys.stdout.write(result.notes.get("verdict", "rolled back") + "\n")
+    def history(cfg: PipelineConfig) -> int:
+        sys.stdout.write(render_history(promotion_history(overrides=overrides)))
         return 0
 
-    return run_command("rollback", rollback_body)
+    def rollback_body(cfg: PipelineConfig) -> int:
+        result = rollback_champion(overrides=overrides, to_version=args.to_version)
+        sys.stdout.write(result.notes.get(VERDICT_NOTE, "rolled back") + "\n")
+        return 0
 
-
-def _print_history(overrides: Sequence[str]) -> int:
-    sys.stdout.write(render_history(promotion_history(overrides=list(overrides))))
-    return 0
+    if args.command == "history":
+        return run_command(Command("history", history), overrides)
+    return run_command(Command("rollback", rollback_body), overrides)
 
 
 if __name__ == "__main__":

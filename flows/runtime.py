@@ -1,14 +1,22 @@
-"""Process set-up every flow entry shares: `.env`, telemetry, tracking and W&B settings."""
+"""Process set-up every flow entry shares: `.env`, telemetry, the configuration composed once
+per command, tracking and W&B settings."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 
-from flows.config import ConfigError, PipelineConfig, load_config
+from flows.config import PipelineConfig, load_config
+from steps.contract import REPORTED_BY_CALLER_VARIABLE
 from tasks.tracking_store import default_tracking_uri, use_tracking_uri
+
+# The configurations a command has composed, by their overrides (see `composing_once`).
+_COMPOSED: ContextVar[dict[tuple[str, ...], PipelineConfig] | None] = ContextVar(
+    "composed_configs", default=None
+)
 
 
 def prepare_process() -> None:
@@ -25,16 +33,29 @@ def prepare_process() -> None:
         os.environ.setdefault(key, value)
 
 
-def start_command(overrides: Sequence[str]) -> bool:
-    """The common start of every command: process defaults, then the configuration checked
-    before any work. False (with the reason on stderr) when the configuration is refused."""
-    prepare_process()
+@contextlib.contextmanager
+def composing_once() -> Iterator[None]:
+    """Within this block (one command: flows/cli.py), the configuration of the same overrides is
+    composed and validated once: the command's check before any work, the flow run's name and
+    the flow body all get that one validated PipelineConfig (it is frozen). Outside it (a flow
+    started by a deployment) each call composes afresh, so a long-lived worker never reuses a
+    configuration composed for an earlier run."""
+    token = _COMPOSED.set({})
     try:
-        load_config(overrides)
-    except ConfigError as error:
-        sys.stderr.write(f"error: {error}\n")
-        return False
-    return True
+        yield
+    finally:
+        _COMPOSED.reset(token)
+
+
+def compose(overrides: Sequence[str]) -> PipelineConfig:
+    """The validated configuration for `overrides` (ConfigError when it cannot run)."""
+    composed = _COMPOSED.get()
+    if composed is None:
+        return load_config(overrides)
+    key = tuple(overrides)
+    if key not in composed:
+        composed[key] = load_config(overrides)
+    return composed[key]
 
 
 def configure_services(cfg: PipelineConfig, start_dir: Path, group: str) -> str:
@@ -50,7 +71,7 @@ def configure_services(cfg: PipelineConfig, start_dir: Path, group: str) -> str:
     os.environ.setdefault("WANDB_DIR", str(start_dir))
     # The flow prints a failed step's message once, at the end (flows/cli.py): the entry point
     # need not log it a second time (steps/common/entrypoint.py).
-    os.environ["STEP_ERRORS_REPORTED_BY_CALLER"] = "1"
+    os.environ[REPORTED_BY_CALLER_VARIABLE] = "1"
     return uri
 
 
@@ -61,7 +82,7 @@ SERVICE_VARIABLES = (
     "WANDB_MODE",
     "WANDB_PROJECT",
     "WANDB_RUN_GROUP",
-    "STEP_ERRORS_REPORTED_BY_CALLER",
+    REPORTED_BY_CALLER_VARIABLE,
 )
 
 

@@ -20,10 +20,10 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
 from flows.config import PipelineConfig
-from flows.pipeline_steps import SPEC_BY_NAME, STEPS
+from flows.pipeline_steps import ENTRY_POINT_SPECS, SPEC_BY_NAME, STEPS
 from flows.runtime import configure_services, service_environment
-from steps.common.url_secrets import env_references
-from tasks.parameters import normalize, redact
+from steps.common.url_secrets import env_references, redact_url
+from steps.contract import PIPELINE_KIND, normalize
 from tasks.pipeline_run import reap_ghost_runs, reuse_step_outputs, start_pipeline_run
 from tasks.run_entry_point import PROJECT_ROOT, run_entry_point, step_result
 from tasks.step_cache import cache_key, code_version, fingerprint_source
@@ -36,36 +36,9 @@ class PipelineError(RuntimeError):
 
 
 def step_parameters(step: str, cfg: PipelineConfig, start_dir: Path) -> dict[str, Any]:
-    """The configuration values an entry point takes, by the names its MLproject declares."""
-    if step == "get_data":
-        # source_sha256: filled in by `StepRunner.arguments` when the step's run is cacheable.
-        source = cfg.data.resolved_source(start_dir)
-        return cfg.data.model_dump() | {"source": source, "source_sha256": ""}
-    if step == "basic_cleaning":
-        return cfg.cleaning.model_dump()
-    if step == "data_check":
-        return cfg.data_check.model_dump() | cfg.cleaning.bounds()
-    if step == "data_split":
-        return cfg.split.model_dump()
-    if step == "train":
-        return {"model_config": cfg.model.model_dump()}
-    if step == "promote":
-        promotion = cfg.promotion
-        return {
-            "registered_model": cfg.main.registered_model,
-            "alias": promotion.alias,
-            "challenger_alias": promotion.challenger_alias,
-            "metric": promotion.metric,
-            "direction": promotion.direction,
-            "min_relative_improvement": promotion.min_relative_improvement,
-            "gate": promotion.gate_bounds(),
-            "use_stages": promotion.use_stages,
-            "ready_timeout_s": promotion.ready_timeout_s,
-            "dry_run": promotion.dry_run,
-            "lock_timeout_s": promotion.lock_timeout_s,
-            "lock_lease_s": promotion.lock_lease_s,
-        }
-    return {}
+    """The configuration values an entry point takes, by the names its MLproject declares
+    (the step table's `parameters`, flows/pipeline_steps.py)."""
+    return ENTRY_POINT_SPECS[step].settings(cfg, start_dir)
 
 
 def upstream_steps_to_reuse(selected: Sequence[str]) -> list[str]:
@@ -85,7 +58,7 @@ def source_label(cfg: PipelineConfig) -> str:
     variables = env_references(cfg.data.source)
     if variables:
         return "env-" + "-".join(variables)
-    return redact(cfg.data.source).rstrip("/").rsplit("/", 1)[-1] or "source"
+    return redact_url(cfg.data.source).rstrip("/").rsplit("/", 1)[-1] or "source"
 
 
 def reuse_upstream(cfg: PipelineConfig, experiment_id: str, log: Any) -> dict[str, StepResult]:
@@ -116,6 +89,8 @@ class StepRunner:
     # What every entry point's process needs to find the stores, wherever the task runs
     # (a Dask worker on another machine included): tracking URI and W&B settings.
     environment: Mapping[str, str] = field(default_factory=dict)
+    # The tracking store the steps write to (as configure_services chose it).
+    tracking_uri: str = ""
     _tasks: dict[str, Task[..., StepResult]] = field(default_factory=dict, repr=False)
     # What each step's call in this flow run handed back, by its MLflow run id: the StepResult
     # (which Prefect links to its task run) or a cache hit's state. Passed as `wait_for` to the
@@ -125,20 +100,22 @@ class StepRunner:
     def upstream_of(self, step: str, results: Mapping[str, StepResult]) -> list[Any]:
         """The task runs of this flow run whose outputs `step` reads (reused ones have none)."""
         runs = dict.fromkeys(
-            results[upstream].run_id for upstream, _ in SPEC_BY_NAME[step].inputs.values()
+            results[upstream].run_id for upstream, _ in ENTRY_POINT_SPECS[step].inputs.values()
         )
         return [self._handed_back[run] for run in runs if run in self._handed_back]
 
-    def task_for(self, cfg: PipelineConfig) -> Task[..., StepResult]:
+    def task_for(self, cfg: PipelineConfig, labelled: bool = True) -> Task[..., StepResult]:
         """The entry-point task with this configuration's retry policy and readable run names
-        ("train-random_forest-demo" in the UI; {step} is the task's own parameter)."""
-        label = f"{cfg.model.name}-{source_label(cfg)}"
+        ("train-random_forest-demo" in the UI; {step} is the task's own parameter). A step
+        outside the pipeline (rollback) keeps its plain name."""
+        label = f"{cfg.model.name}-{source_label(cfg)}" if labelled else ""
         if label not in self._tasks:
+            escaped = label.replace("{", "{{").replace("}", "}}")
             self._tasks[label] = run_entry_point.with_options(
                 retries=cfg.task.retries,
                 retry_delay_seconds=cfg.task.retry_delays(),
                 retry_jitter_factor=cfg.task.retry_jitter,
-                task_run_name="{step}-" + label.replace("{", "{{").replace("}", "}}"),
+                task_run_name=f"{{step}}-{escaped}" if labelled else "{step}",
             )
         return self._tasks[label]
 
@@ -146,32 +123,36 @@ class StepRunner:
         self,
         step: str,
         results: Mapping[str, StepResult],
-        parent_run_id: str,
+        parent_run_id: str | None,
         cfg: PipelineConfig | None = None,
         step_environment: Mapping[str, str] | None = None,
+        given: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The task's arguments for `step`: parameters, upstream inputs and its cache key."""
+        """The task's arguments for `step`: parameters (the table's, then `given` on top),
+        upstream inputs and its cache key."""
         cfg = cfg or self.cfg
-        spec = SPEC_BY_NAME[step]
-        parameters = step_parameters(step, cfg, self.start_dir)
-        inputs = {}
+        spec = ENTRY_POINT_SPECS[step]
+        parameters = spec.settings(cfg, self.start_dir) | dict(given or {})
+        inputs: dict[str, str] = {}
         for parameter, (upstream, output) in spec.inputs.items():
-            parameters[parameter] = results[upstream].outputs[output]
-            inputs[parameter] = results[upstream].digests.get(output, parameters[parameter])
+            uri = results[upstream].outputs[output]
+            parameters[parameter] = uri
+            inputs[parameter] = results[upstream].digests.get(output, uri)
         key = None
         if spec.cacheable and step not in cfg.main.force:
-            if step == "get_data":
-                inputs["source"] = fingerprint_source(parameters["source"]) or ""
+            fingerprint = spec.fingerprint
+            checked_by = fingerprint.checked_by if fingerprint else None
+            if fingerprint is not None:
+                located = fingerprint.parameter
+                inputs[located] = fingerprint_source(parameters[located]) or ""
             if all(inputs.values()):
-                if step == "get_data" and inputs["source"].startswith("sha256:"):
+                if fingerprint is not None and inputs[fingerprint.parameter].startswith("sha256:"):
                     # The step checks the bytes it reads against this digest, so a file
                     # replaced after this fingerprint is never cached under it.
-                    parameters["source_sha256"] = inputs["source"]
+                    parameters[fingerprint.checked_by] = inputs[fingerprint.parameter]
                 # Inputs enter the key by content, not by the URI of the run that made them.
                 settings = {
-                    k: v
-                    for k, v in parameters.items()
-                    if k not in spec.inputs and k != "source_sha256"
+                    k: v for k, v in parameters.items() if k not in spec.inputs and k != checked_by
                 }
                 code = code_version(PROJECT_ROOT, step)
                 key = cache_key(step, normalize(settings), inputs, code)
@@ -194,13 +175,17 @@ class StepRunner:
         self,
         step: str,
         results: Mapping[str, StepResult],
-        parent_run_id: str,
+        parent_run_id: str | None,
         cfg: PipelineConfig | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
     ) -> StepResult:
-        """Run `step` in this flow's thread and wait for it."""
+        """Run `step` in this flow's thread and wait for it; `parameters` replace the table's
+        (a rollback's target version)."""
         cfg = cfg or self.cfg
-        arguments = self.arguments(step, results, parent_run_id, cfg)
-        outcome = self.task_for(cfg)(**arguments, wait_for=self.upstream_of(step, results))
+        task = self.task_for(cfg, ENTRY_POINT_SPECS[step].labelled)
+        arguments = self.arguments(step, results, parent_run_id, cfg, given=parameters)
+        outcome = task(**arguments, wait_for=self.upstream_of(step, results))
         result = step_result(outcome)  # a cache hit comes back as its Cached state
         self._handed_back[result.run_id] = outcome
         return result
@@ -217,7 +202,7 @@ class StepRunner:
         """Hand `step` to `runner` (e.g. a Dask cluster) and return its future; the step's
         process gets `step_environment` on top of the usual one."""
         cfg = cfg or self.cfg
-        task = self.task_for(cfg)
+        task = self.task_for(cfg, ENTRY_POINT_SPECS[step].labelled)
         arguments = self.arguments(step, results, parent_run_id, cfg, step_environment)
         upstream = self.upstream_of(step, results)
         future: PrefectFuture[StepResult] = runner.submit(task, arguments, wait_for=upstream)
@@ -235,6 +220,23 @@ class FlowStart:
     tracking_uri: str
 
 
+def step_runner(cfg: PipelineConfig, group: str) -> StepRunner:
+    """Set up this process to run steps under `cfg`: the stores and W&B (`group` groups the
+    steps' W&B runs), the experiment, and the environment each step's process gets. The
+    pipeline, a sweep and the maintenance flows (rollback) all start their steps from here."""
+    start_dir = Path.cwd()
+    tracking_uri = configure_services(cfg, start_dir, group=group)
+    experiment_id = ensure_experiment(cfg.main.experiment_name)
+    return StepRunner(
+        cfg,
+        experiment_id,
+        flow_run.get_id(),
+        start_dir,
+        environment=service_environment(),
+        tracking_uri=tracking_uri,
+    )
+
+
 def start_flow(
     cfg: PipelineConfig,
     overrides: Sequence[str],
@@ -242,18 +244,14 @@ def start_flow(
     group: str,
     params: Mapping[str, Any],
     log: Any,
-    kind: str = "pipeline",
+    kind: str = PIPELINE_KIND,
 ) -> FlowStart:
     """The start the pipeline and a sweep share: stores and W&B set up, the experiment, runs
     left RUNNING by killed pipelines marked KILLED, the left-out upstream steps reused
     (PipelineError, before any work, when one never finished), then the parent run opened
     with what it was started with."""
-    start_dir = Path.cwd()
-    tracking_uri = configure_services(cfg, start_dir, group=group)
-    experiment_id = ensure_experiment(cfg.main.experiment_name)
-    steps = StepRunner(
-        cfg, experiment_id, flow_run.get_id(), start_dir, environment=service_environment()
-    )
+    steps = step_runner(cfg, group)
+    experiment_id = steps.experiment_id
     reaped = reap_ghost_runs(experiment_id)
     if reaped:
         log.warning("marked %d run(s) left RUNNING by a killed pipeline as KILLED", len(reaped))
@@ -262,9 +260,9 @@ def start_flow(
         "overrides": " ".join(overrides) or "(none)",
         "steps": ",".join(cfg.main.steps),
         **params,
-        "source": redact(cfg.data.resolved_source(start_dir)),
+        "source": redact_url(cfg.data.resolved_source(steps.start_dir)),
     }
     parent_run_id = start_pipeline_run(
         experiment_id, run_name, steps.flow_run_id, recorded, kind=kind
     )
-    return FlowStart(steps, results, parent_run_id, tracking_uri)
+    return FlowStart(steps, results, parent_run_id, steps.tracking_uri)

@@ -23,7 +23,7 @@ import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
-from flows.cli import run_command
+from flows.cli import Command, run_command
 from flows.config import ConfigError
 from flows.dask_runner import (
     SweepClusterError,
@@ -41,11 +41,15 @@ from flows.dask_runner import (
     describe,
     step_environment,
 )
-from flows.runtime import prepare_process
+from flows.pipeline_steps import (
+    MODEL_STEP,
+    PROMOTION_STEP,
+    VARIANT_STEPS,
+    shared_steps,
+)
 from flows.step_runner import StepRunner, source_label, start_flow
 from flows.sweep_plan import (
     MULTIRUN_FLAGS,
-    VARIANT_STEPS,
     SweepPlan,
     Variant,
     plan_sweep,
@@ -54,6 +58,7 @@ from flows.sweep_plan import (
 from reporting.prefect_artifacts import publish_sweep_artifacts
 from reporting.summary import build_summary, test_scores
 from reporting.sweep_summary import SweepSummary, VariantLine
+from steps.contract import ERROR_MESSAGE_TAG, MAX_TAG_CHARS, SWEEP_KIND, SWEEP_VARIANT_TAG
 from tasks.pipeline_run import (
     end_pipeline_run,
     end_variant_run,
@@ -71,24 +76,30 @@ class SweepFailed(RuntimeError):
 
 @dataclass
 class VariantOutcome:
-    """What became of one variant while the sweep runs."""
+    """What became of one variant while the sweep runs: the results of its own steps
+    (VARIANT_STEPS, in order) as they finish."""
 
     variant: Variant
     run_id: str
-    train: StepResult | None = None
-    evaluate: StepResult | None = None
+    results: dict[str, StepResult] = field(default_factory=dict)
     failed_step: str | None = None
     error: str | None = None
 
     @property
     def finished(self) -> bool:
-        return self.evaluate is not None
+        return all(step in self.results for step in VARIANT_STEPS)
+
+    def next_step(self) -> str | None:
+        """The first of its own steps that has not finished (None when all have)."""
+        return next((step for step in VARIANT_STEPS if step not in self.results), None)
 
     def score(self, metric: str) -> float | None:
-        return self.train.metrics.get(metric) if self.train else None
+        """Its validation score, as the step that trained its model reported it."""
+        trained = self.results.get(MODEL_STEP)
+        return trained.metrics.get(metric) if trained else None
 
     def line(self, metric: str, best: bool) -> VariantLine:
-        steps = [result for result in (self.train, self.evaluate) if result is not None]
+        steps = list(self.results.values())
         if self.failed_step:
             status = f"failed at {self.failed_step}"
         elif steps and all(result.cached for result in steps):
@@ -102,7 +113,7 @@ class VariantOutcome:
             run_id=self.run_id,
             status=status,
             selection_score=self.score(metric),
-            test_metrics=test_scores(self.evaluate),
+            test_metrics=test_scores(self.results),
             wall_seconds=sum(result.wall_seconds for result in steps),
             error=self.error,
             best=best,
@@ -141,8 +152,9 @@ def run_variants(
         )
         outcome = VariantOutcome(variant, run_id)
         outcomes.append(outcome)
-        future = steps.submit(runner, "train", shared, run_id, variant.cfg, step_environment)
-        pending[future] = (outcome, "train")
+        first = VARIANT_STEPS[0]
+        future = steps.submit(runner, first, shared, run_id, variant.cfg, step_environment)
+        pending[future] = (outcome, first)
     while pending:
         future = next(as_completed(list(pending)))
         outcome, step = pending.pop(future)
@@ -152,30 +164,29 @@ def run_variants(
             outcome.failed_step, outcome.error = step, _failure(error)
             _close(outcome, plan)
             continue
-        if step == "train":
-            outcome.train = result
-            upstream = {**shared, "train": result}
-            follow = steps.submit(
-                runner, "evaluate", upstream, outcome.run_id, outcome.variant.cfg, step_environment
-            )
-            pending[follow] = (outcome, "evaluate")
-        else:
-            outcome.evaluate = result
+        outcome.results[step] = result
+        following = outcome.next_step()
+        if following is None:
             _close(outcome, plan)
+            continue
+        upstream = {**shared, **outcome.results}
+        follow = steps.submit(
+            runner, following, upstream, outcome.run_id, outcome.variant.cfg, step_environment
+        )
+        pending[follow] = (outcome, following)
     return outcomes
 
 
 def _close(outcome: VariantOutcome, plan: SweepPlan) -> None:
     metrics = {
         key: value
-        for result in (outcome.train, outcome.evaluate)
-        if result is not None
+        for result in outcome.results.values()
         for key, value in result.metrics.items()
         if key.startswith(("val_", "test_"))
     }
-    tags = {"sweep.variant": outcome.variant.label}
+    tags = {SWEEP_VARIANT_TAG: outcome.variant.label}
     if outcome.error:
-        tags["step.error_message"] = outcome.error[:5000]
+        tags[ERROR_MESSAGE_TAG] = outcome.error[:MAX_TAG_CHARS]
     end_variant_run(outcome.run_id, outcome.finished, metrics, tags)
 
 
@@ -230,7 +241,7 @@ def sweep(
         run_name,  # the W&B group of every step's run
         {"variants": len(plan.variants)},
         log,
-        kind="sweep",
+        kind=SWEEP_KIND,
     )
     steps, results, parent_run_id = start.steps, start.results, start.parent_run_id
     if cfg.sweep.dask.address and not start.tracking_uri.startswith(("http://", "https://")):
@@ -241,12 +252,13 @@ def sweep(
             cfg.sweep.dask.address,
             start.tracking_uri,
         )
-    shared_steps = [s for s in cfg.main.steps if s not in (*VARIANT_STEPS, "promote")]
+    shared = shared_steps(cfg.main.steps)
+    promote = PROMOTION_STEP if PROMOTION_STEP in cfg.main.steps else None
     succeeded = False
     try:
         warm = cfg.main.backend == "warm-fork" and cfg.main.env_manager == "local"
         with cluster_starting(cfg.sweep.dask, warm, log) as cluster:
-            for step in shared_steps:  # here, while the cluster starts
+            for step in shared:  # here, while the cluster starts
                 results[step] = steps.run(step, results, parent_run_id)
             runner = cluster.ready()
             started = time.monotonic()
@@ -261,11 +273,11 @@ def sweep(
                 + "; ".join(f"variant '{o.variant.label}': {o.error}" for o in failed)
             )
         best = pick_best(outcomes, plan)
-        assert best.train is not None and best.evaluate is not None
-        results |= {"train": best.train, "evaluate": best.evaluate}
+        assert best.finished
+        results |= best.results
         log.info("best on validation (%s): %s", plan.selection_metric, best.variant.label)
-        if "promote" in cfg.main.steps:
-            results["promote"] = steps.run("promote", results, parent_run_id, best.variant.cfg)
+        if promote is not None:
+            results[promote] = steps.run(promote, results, parent_run_id, best.variant.cfg)
         succeeded = True
     finally:
         end_pipeline_run(parent_run_id, succeeded)
@@ -284,26 +296,30 @@ def sweep(
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if any(arg in ("-h", "--help") for arg in arguments):
-        sys.stdout.write(__doc__ or "")
-        return 0
-    prepare_process()
+def _start(arguments: list[str]) -> tuple[list[str], list[list[str]] | None]:
+    """The shared overrides and the variants, the sweep refused before any work if it cannot
+    run (with the reason)."""
     variants: list[list[str]] | None = None
-    try:
-        if any(arg in MULTIRUN_FLAGS for arg in arguments):
-            arguments, variants = split_multirun(arguments)
-        plan_sweep(arguments, variants)  # refused before any work, with the reason
-    except ConfigError as error:
-        sys.stderr.write(f"error: {error}\n")
-        return 2
+    if any(arg in MULTIRUN_FLAGS for arg in arguments):
+        arguments, variants = split_multirun(arguments)
+    plan_sweep(arguments, variants)
+    return arguments, variants
 
-    def body() -> int:
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def body(started: tuple[list[str], list[list[str]] | None]) -> int:
+        arguments, variants = started
         sys.stdout.write(sweep(overrides=arguments, variants=variants).render())
         return 0
 
-    return run_command("sweep", body, expected=(SweepFailed, SweepClusterError))
+    command = Command(
+        "sweep",
+        body,
+        start=_start,
+        doc=__doc__ or "",
+        expected=(SweepFailed, SweepClusterError),
+    )
+    return run_command(command, list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

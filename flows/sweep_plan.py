@@ -25,11 +25,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 
-from flows.config import MODEL_CONFIGS, ConfigError, PipelineConfig, load_config, prepare_overrides
+from flows.config import MODEL_CONFIGS, ConfigError, PipelineConfig, prepare_overrides
+from flows.pipeline_steps import VARIANT_STEPS
+from flows.runtime import compose
 
 MULTIRUN_FLAGS = ("--multirun", "-m")
-# Steps every variant runs for itself; the steps before them are shared.
-VARIANT_STEPS = ("train", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def _shared_difference(base: PipelineConfig, cfg: PipelineConfig) -> str | None:
 
 def _compose(label: str, texts: Sequence[str]) -> PipelineConfig:
     try:
-        return load_config(texts)
+        return compose(texts)
     except ConfigError as error:
         raise ConfigError(f"sweep variant '{label}': {error}") from None
 
@@ -190,7 +190,7 @@ def plan_sweep(
         )
     shared = [text for text, o in zip(given, parsed, strict=True) if not _is_model_override(o)]
     model_wide = [text for text, o in zip(given, parsed, strict=True) if _is_model_override(o)]
-    base = load_config(shared)
+    base = compose(shared)
     missing = [step for step in VARIANT_STEPS if step not in base.main.steps]
     if missing:
         raise ConfigError(

@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.cli import run_command
-from flows.config import ConfigError, PipelineConfig, load_config
+from flows.cli import Command, run_command
+from flows.config import ConfigError, PipelineConfig
 from flows.run_form import (
     DataSource,
     ExperimentName,
@@ -35,7 +35,7 @@ from flows.run_form import (
     StepsChoice,
     run_overrides,
 )
-from flows.runtime import start_command
+from flows.runtime import compose
 from flows.step_runner import PipelineError, source_label, start_flow
 from flows.sweep_plan import MULTIRUN_FLAGS
 from reporting.prefect_artifacts import publish_run_artifacts
@@ -55,7 +55,7 @@ def _flow_run_name() -> str:
     """Readable in the Prefect UI: the model, the data source and the date."""
     parameters = dict(flow_run.parameters)
     try:
-        cfg = load_config(run_overrides(parameters, parameters.pop("overrides", None)))
+        cfg = compose(run_overrides(parameters, parameters.pop("overrides", None)))
     except ConfigError:
         return f"train-invalid-config-{datetime.now(UTC):%Y%m%d-%H%M}"
     return f"train-{cfg.model.name}-{source_label(cfg)}-{datetime.now(UTC):%Y%m%d-%H%M}"
@@ -95,7 +95,7 @@ def train_pipeline(
         "registered_model": registered_model,
     }
     applied = run_overrides(typed, overrides)
-    cfg = load_config(applied)
+    cfg = compose(applied)
     log = get_run_logger()
     run_name = _run_name(cfg)
     start = start_flow(
@@ -118,21 +118,18 @@ def train_pipeline(
 
 def main(argv: Sequence[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
-    if any(arg in ("-h", "--help") for arg in overrides):
-        sys.stdout.write(__doc__ or "")
-        return 0
-    if any(arg in MULTIRUN_FLAGS for arg in overrides):
+    if any(arg in MULTIRUN_FLAGS for arg in overrides) and not any(
+        arg in ("-h", "--help") for arg in overrides
+    ):
         from flows.sweep import main as sweep_main  # the same flags, Hydra's multirun syntax
 
         return sweep_main(overrides)
-    if not start_command(overrides):
-        return 2
 
-    def body() -> int:
+    def body(cfg: PipelineConfig) -> int:
         sys.stdout.write(train_pipeline(overrides=overrides).render())
         return 0
 
-    return run_command("pipeline", body)
+    return run_command(Command("pipeline", body, doc=__doc__ or ""), overrides)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from connectors.oss_upload import MULTIPART_THRESHOLD, PART_SIZE, UploadFailed, upload_file
-
-EXIT_TRANSIENT = 75
+from flows.cli import Command, run_command
+from steps.contract import EXIT_BAD_CONFIG, EXIT_BUG, EXIT_OK, EXIT_TRANSIENT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,13 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from dotenv import load_dotenv
+def exit_code(error: BaseException) -> int:
+    """A failed upload's exit code: 75 when trying again may help, 2 when the credentials or
+    the destination must change, 1 otherwise."""
+    assert isinstance(error, UploadFailed)
+    if error.failure.transient:
+        return EXIT_TRANSIENT
+    return EXIT_BAD_CONFIG if error.failure.kind in ("credentials", "not_found") else EXIT_BUG
 
+
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    load_dotenv(Path.cwd() / ".env", override=False)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def body(_started: object) -> int:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         result = upload_file(
             args.local_file,
             args.destination,
@@ -55,20 +62,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             multipart_threshold=int(args.multipart_threshold_mb * 2**20),
             part_size=int(args.part_size_mb * 2**20),
         )
-    except (ValueError, FileNotFoundError) as error:
-        sys.stderr.write(f"error: {error}\n")
-        return 2
-    except UploadFailed as error:
-        sys.stderr.write(f"upload failed: {error}\n")
-        if error.failure.transient:
-            return EXIT_TRANSIENT
-        return 2 if error.failure.kind in ("credentials", "not_found") else 1
-    sys.stderr.write(
-        f"uploaded {args.local_file} ({result.size:,} bytes, ETag {result.etag}"
-        f"{', multipart' if result.multipart else ''})\n"
+        sys.stderr.write(
+            f"uploaded {args.local_file} ({result.size:,} bytes, ETag {result.etag}"
+            f"{', multipart' if result.multipart else ''})\n"
+        )
+        sys.stdout.write(result.uri + "\n")
+        return EXIT_OK
+
+    command = Command(
+        "upload",
+        body,
+        start=lambda arguments: None,  # no configuration: the arguments are all it takes
+        expected=(UploadFailed,),
+        exit_code=exit_code,
+        # A bad destination or a missing file: the arguments must change.
+        refused=(ValueError, FileNotFoundError),
+        uses_prefect=False,
     )
-    sys.stdout.write(result.uri + "\n")
-    return 0
+    return run_command(command, [])
 
 
 if __name__ == "__main__":

@@ -13,34 +13,28 @@ here and is left as it is (its own host's next pipeline start reaps it).
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from dataclasses import dataclass
 
 import mlflow
-import psutil
 from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 
 from processes.lifeline import same_process
-from tasks.tracking_store import PARENT_RUN_TAG
+from steps.common.tracking import owner_tags
+from steps.contract import (
+    OWNER_HOST_TAG,
+    OWNER_PID_TAG,
+    OWNER_STARTED_TAG,
+    PARENT_RUN_TAG,
+    REAPED_TAG,
+)
+
+__all__ = ["owner_tags", "reap_ghosts"]
 
 logger = logging.getLogger(__name__)
 
-OWNER_HOST_TAG = "process.host"
-OWNER_PID_TAG = "process.pid"
-OWNER_STARTED_TAG = "process.started"
-REAPED_TAG = "process.reaped"
 _PAGE = 1000
-
-
-def owner_tags() -> dict[str, str]:
-    """This process as a run's owner (the flow process, or a Dask worker running a step)."""
-    return {
-        OWNER_HOST_TAG: socket.gethostname(),
-        OWNER_PID_TAG: str(os.getpid()),
-        OWNER_STARTED_TAG: repr(psutil.Process().create_time()),
-    }
 
 
 @dataclass(frozen=True)

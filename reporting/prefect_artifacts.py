@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from prefect.artifacts import (
     create_image_artifact,
@@ -21,10 +21,11 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
+from flows.pipeline_steps import EVALUATION_STEP
 from reporting.summary import PipelineSummary, StepLine
 from reporting.sweep_summary import SweepSummary
-from steps.evaluate.evaluate import PLOT_FILE
-from tasks.parameters import hide_password
+from steps.common.url_secrets import hide_password, redact_url
+from steps.contract import CHAMPION_NOTE, EVALUATION_PLOT_FILE, VERDICT_NOTE, run_page_url
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,6 @@ SUMMARY_KEY = "pipeline-summary"
 STEPS_KEY = "pipeline-steps"
 PLOT_KEY = "evaluation-plot"
 # The step whose run holds the evaluation plot.
-PLOT_STEP = "evaluate"
 SWEEP_SUMMARY_KEY = "sweep-summary"
 SWEEP_VARIANTS_KEY = "sweep-variants"
 # Where an MLflow UI for a non-HTTP store (SQLite, files) is expected: `mlflow ui` defaults.
@@ -42,7 +42,7 @@ DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 def mlflow_ui_base(tracking_uri: str) -> str:
     """The MLflow UI's address: the tracking server itself, else MLFLOW_UI_URL or mlflow ui's."""
     if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/")
+        return redact_url(tracking_uri).rstrip("/")  # a link never carries a password
     return os.environ.get("MLFLOW_UI_URL", DEFAULT_MLFLOW_UI).rstrip("/")
 
 
@@ -57,8 +57,8 @@ def has_ui(tracking_uri: str) -> bool:
 
 
 def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    base = mlflow_ui_base(tracking_uri)
-    return f"{base}/#/experiments/{quote(experiment_id)}/runs/{quote(run_id)}"
+    """A run's page in the MLflow UI that serves this tracking store."""
+    return run_page_url(mlflow_ui_base(tracking_uri), experiment_id, run_id)
 
 
 def _run_ref(tracking_uri: str, experiment_id: str, run_id: str, label: str | None = None) -> str:
@@ -94,10 +94,10 @@ def summary_markdown(summary: PipelineSummary, experiment_id: str) -> str:
         lines += ["| metric | value |", "| --- | --- |"]
         lines += [f"| {k} | {v:.4g} |" for k, v in sorted(summary.test_metrics.items())]
         lines.append("")
-    verdict = summary.promotion_notes.get("verdict")
+    verdict = summary.promotion_notes.get(VERDICT_NOTE)
     lines.append(f"**Champion/challenger verdict:** {verdict or 'no promotion in this run'}")
-    if "champion" in summary.promotion_notes:
-        lines.append(f"\n**Champion now:** {summary.promotion_notes['champion']}")
+    if CHAMPION_NOTE in summary.promotion_notes:
+        lines.append(f"\n**Champion now:** {summary.promotion_notes[CHAMPION_NOTE]}")
     if summary.registered_version:
         lines.append(
             f"\n**Registered model:** `{summary.registered_model}` version "
@@ -131,16 +131,16 @@ def _open_local_ui(tracking_uri: str, experiment_id: str, parent_run_id: str) ->
         return f"Links open the MLflow UI at {base} (MLFLOW_UI_URL) on `{store}`."
     return (
         f"This run's store is local (`{store}`): open its runs with "
-        f"`mlflow ui --backend-store-uri {store}`, then {base}/#/experiments/"
-        f"{quote(experiment_id)}/runs/{quote(parent_run_id)} (set MLFLOW_UI_URL to have the "
+        f"`mlflow ui --backend-store-uri {store}`, then "
+        f"{run_page_url(base, experiment_id, parent_run_id)} (set MLFLOW_UI_URL to have the "
         "ids above linked)."
     )
 
 
 def plot_url(tracking_uri: str, run_id: str) -> str:
     """The evaluation plot as the tracking server serves it to a browser."""
-    query = urlencode({"path": PLOT_FILE, "run_uuid": run_id})
-    return f"{tracking_uri.rstrip('/')}/get-artifact?{query}"
+    query = urlencode({"path": EVALUATION_PLOT_FILE, "run_uuid": run_id})
+    return f"{mlflow_ui_base(tracking_uri)}/get-artifact?{query}"  # no password in a link
 
 
 def plot_markdown(png: bytes, run_ref: str) -> str:
@@ -155,7 +155,7 @@ def plot_markdown(png: bytes, run_ref: str) -> str:
 def publish_evaluation_plot(summary: PipelineSummary, experiment_id: str) -> None:
     """The evaluate run's plot as a Prefect artifact: an image artifact pointing at the
     tracking server, or, for a local store, a markdown artifact that carries the picture."""
-    line = next((line for line in summary.steps if line.step == PLOT_STEP), None)
+    line = next((line for line in summary.steps if line.step == EVALUATION_STEP), None)
     if line is None:
         return
     uri = summary.tracking_uri
@@ -172,7 +172,7 @@ def publish_evaluation_plot(summary: PipelineSummary, experiment_id: str) -> Non
     with tempfile.TemporaryDirectory(prefix="evaluation-plot-") as scratch:
         try:
             path = mlflow.artifacts.download_artifacts(
-                run_id=line.run_id, artifact_path=PLOT_FILE, dst_path=scratch
+                run_id=line.run_id, artifact_path=EVALUATION_PLOT_FILE, dst_path=scratch
             )
             png = Path(path).read_bytes()
         except (MlflowException, OSError) as error:

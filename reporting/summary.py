@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flows.config import PipelineConfig
-from tasks.parameters import hide_password
+from flows.pipeline_steps import ENTRY_POINT_SPECS, EVALUATION_STEP, PROMOTION_STEP
+from steps.common.url_secrets import hide_password
+from steps.contract import CHAMPION_NOTE, VERDICT_NOTE
 from tasks.step_result import StepResult
-
-_ROWS = {
-    "get_data": ("", "rows_out"),
-    "basic_cleaning": ("rows_in", "rows_out"),
-    "data_check": ("rows_checked", "rows_checked"),
-    "data_split": ("", "rows_train"),
-    "train": ("rows_train", "rows_train"),
-    "evaluate": ("rows_test", "rows_test"),
-}
 
 
 @dataclass(frozen=True)
@@ -54,7 +48,7 @@ class PipelineSummary:
     def headline(self) -> str:
         """One line for logs: the scores and where the model went."""
         scores = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.test_metrics.items()))
-        where = self.promotion_notes.get("verdict") or (
+        where = self.promotion_notes.get(VERDICT_NOTE) or (
             f"candidate {self.registered_model} version {self.registered_version}"
             if self.registered_version
             else "no model registered"
@@ -88,7 +82,7 @@ class PipelineSummary:
                 f"registered model: {self.registered_model} version {self.registered_version} "
                 f"(the candidate; champion alias: models:/{self.registered_model}@{self.alias})"
             )
-        for key in ("verdict", "champion"):
+        for key in (VERDICT_NOTE, CHAMPION_NOTE):
             if key in self.promotion_notes:
                 lines.append(f"promotion {key}: {self.promotion_notes[key]}")
         lines.append(
@@ -115,14 +109,16 @@ def _sec(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
-def test_scores(evaluated: StepResult | None) -> dict[str, float]:
-    """The test-split metrics an evaluate run reported (none when it did not run)."""
+def test_scores(results: Mapping[str, StepResult]) -> dict[str, float]:
+    """The test-split metrics the evaluation step reported (none when it did not run)."""
+    evaluated = results.get(EVALUATION_STEP)
     metrics = evaluated.metrics if evaluated else {}
     return {key: value for key, value in metrics.items() if key.startswith("test_")}
 
 
 def step_line(result: StepResult) -> StepLine:
-    inputs, outputs = _ROWS.get(result.step, ("", ""))
+    spec = ENTRY_POINT_SPECS.get(result.step)
+    inputs, outputs = spec.rows if spec else ("", "")
     metrics = result.metrics
 
     def rows(key: str) -> int | None:
@@ -144,8 +140,7 @@ def build_summary(
     cfg: PipelineConfig, results: dict[str, StepResult], parent_run_id: str, tracking_uri: str
 ) -> PipelineSummary:
     """The report of a run's steps (in `main.steps` order), test scores and promotion."""
-    promoted = results.get("promote")
-    evaluated = results.get("evaluate")
+    promoted = results.get(PROMOTION_STEP)
     version = None
     if promoted and "model_version" in promoted.outputs:
         version = promoted.outputs["model_version"].rsplit("/", 1)[-1]
@@ -154,7 +149,7 @@ def build_summary(
         experiment_name=cfg.main.experiment_name,
         tracking_uri=tracking_uri,
         steps=[step_line(results[name]) for name in cfg.main.steps if name in results],
-        test_metrics=test_scores(evaluated),
+        test_metrics=test_scores(results),
         registered_model=cfg.main.registered_model if version else None,
         registered_version=version,
         alias=cfg.promotion.alias if version else None,

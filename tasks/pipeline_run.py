@@ -12,11 +12,9 @@ from mlflow.entities import Metric, Param, RunTag
 from prefect import task
 
 from processes.run_owner import owner_tags, reap_ghosts
+from steps.contract import FLOW_RUN_TAG, PARENT_RUN_TAG, PIPELINE_KIND, STEP_TAG, VARIANT_KIND
 from tasks.step_result import StepResult
-from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG, reuse_result
-
-# `pipeline.step` of a sweep variant's run (its train and evaluate runs are its children).
-VARIANT_KIND = "variant"
+from tasks.tracking_store import reuse_result
 
 
 @task(name="start-pipeline-run", persist_result=False)
@@ -25,7 +23,7 @@ def start_pipeline_run(
     run_name: str,
     flow_run_id: str | None,
     params: Mapping[str, Any],
-    kind: str = "pipeline",
+    kind: str = PIPELINE_KIND,
 ) -> str:
     """Open the parent run (or adopt the one `mlflow run . -e main` opened) and log the config.
 

@@ -9,7 +9,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from prefect import task
 
-HISTORY_TAG_PREFIX = "history."
+from steps.contract import HISTORY_TAG_PREFIX
 
 
 @task(name="read-alias-history", persist_result=False)

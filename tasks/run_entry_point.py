@@ -7,7 +7,6 @@ is terminated), and returns a `StepResult` read back from the finished run.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import subprocess
@@ -31,23 +30,30 @@ from prefect import get_run_logger, task
 from prefect.context import TaskRunContext
 from prefect.states import Completed, State
 
+from processes.lifeline import terminate_family
 from processes.run_owner import owner_tags
-from tasks.parameters import for_the_record, normalize
-from tasks.step_cache import CACHE_TAG, find_cached_run, vouch_tag
-from tasks.step_failure import StepFailed, is_transient, retry_if_transient, store_unavailable
-from tasks.step_result import StepResult
-from tasks.tracking_store import (
+from steps.common.url_secrets import for_the_record
+from steps.contract import (
+    ATTEMPT_TAG,
+    CACHE_TAG,
+    ERROR_KIND_TAG,
+    ERROR_MESSAGE_TAG,
     FLOW_RUN_TAG,
     PARENT_RUN_TAG,
+    PERMANENT,
     STEP_TAG,
-    outputs_of,
-    result_of,
-    use_environment,
+    TASK_RUN_TAG,
+    TRANSIENT,
+    is_unavailable_store,
+    normalize,
 )
+from tasks.step_cache import find_cached_run, vouch_tag
+from tasks.step_failure import StepFailed, is_transient, retry_if_transient
+from tasks.step_result import StepResult
+from tasks.tracking_store import outputs_of, result_of, use_environment
 from warm_backend.backend import STEP_ENVIRONMENT_CONFIG
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-_KILL_GRACE_S = 5.0
 
 
 def interpreter_on_path() -> None:
@@ -58,20 +64,13 @@ def interpreter_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join([bin_dir, path]) if path else bin_dir
 
 
-def terminate_tree(pid: int, grace_s: float = _KILL_GRACE_S) -> None:
-    """SIGTERM a process and all its descendants, then SIGKILL whatever is left."""
+def terminate_tree(pid: int) -> None:
+    """SIGTERM a step's process and all its descendants, then SIGKILL whatever is left."""
     try:
         root = psutil.Process(pid)
-        family = [*root.children(recursive=True), root]
     except psutil.NoSuchProcess:
         return
-    for process in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, alive = psutil.wait_procs(family, timeout=grace_s)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
+    terminate_family(root)
 
 
 def _step_tags(step: str, parent_run_id: str | None, flow_run_id: str | None) -> dict[str, str]:
@@ -91,8 +90,8 @@ def _step_tags(step: str, parent_run_id: str | None, flow_run_id: str | None) ->
         tags[FLOW_RUN_TAG] = flow_run_id
     context = TaskRunContext.get()
     if context is not None:
-        tags["prefect.task_run_id"] = str(context.task_run.id)
-        tags["prefect.attempt"] = str(context.task_run.run_count)
+        tags[TASK_RUN_TAG] = str(context.task_run.id)
+        tags[ATTEMPT_TAG] = str(context.task_run.run_count)
     return tags
 
 
@@ -172,7 +171,7 @@ def run_entry_point(
     except StepFailed:
         raise
     except Exception as error:
-        if store_unavailable(error):
+        if is_unavailable_store(error):
             raise StepFailed(
                 step, "", None, True, f"the tracking store is unavailable ({type(error).__name__})"
             ) from error
@@ -255,16 +254,16 @@ def _run(
     client.set_terminated(run_id, "FAILED")
     if timed_out:
         message = f"timed out after {timeout_s:.0f} s and was stopped"
-        client.set_tag(run_id, "step.error_kind", "transient")
-        client.set_tag(run_id, "step.error_message", message)
+        client.set_tag(run_id, ERROR_KIND_TAG, TRANSIENT)
+        client.set_tag(run_id, ERROR_MESSAGE_TAG, message)
         raise StepFailed(step, run_id, exit_code, True, message)
-    kind = run.data.tags.get("step.error_kind")
-    message = run.data.tags.get("step.error_message") or (
+    kind = run.data.tags.get(ERROR_KIND_TAG)
+    message = run.data.tags.get(ERROR_MESSAGE_TAG) or (
         "the step's process died without reporting an error (killed by a signal or the OOM killer?)"
     )
     if kind is None:
         client.set_tag(
-            run_id, "step.error_kind", "transient" if is_transient(exit_code, None) else "permanent"
+            run_id, ERROR_KIND_TAG, TRANSIENT if is_transient(exit_code, None) else PERMANENT
         )
-        client.set_tag(run_id, "step.error_message", message)
+        client.set_tag(run_id, ERROR_MESSAGE_TAG, message)
     raise StepFailed(step, run_id, exit_code, is_transient(exit_code, kind), message)

@@ -34,22 +34,22 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from prefect import task
 
-from tasks.tracking_store import (
+from steps.contract import (
+    CACHE_TAG,
     DIGEST_TAG_PREFIX,
     PARENT_RUN_TAG,
     STEP_TAG,
-    outputs_of,
+    VOUCH_TAG_PREFIX,
+    content_digest,
 )
+from tasks.tracking_store import outputs_of
 
 logger = logging.getLogger(__name__)
 
-CACHE_TAG = "cache.key"
-VOUCH_TAG_PREFIX = "cache.child."
 _MAX_CANDIDATES = 20
 # What decides an entry point's results besides its own imports: its command and environment
 # (MLproject, conda.yml) and the exact version of every library (constraints.txt).
 _ENVIRONMENT_FILES = ("MLproject", "conda.yml", "constraints.txt")
-_CHUNK = 1 << 20
 _MODULE_OF_COMMAND = re.compile(r"python\s+-m\s+([\w.]+)")
 
 
@@ -147,14 +147,6 @@ def code_version(project_root: Path, step: str) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @task(name="fingerprint-source", persist_result=False)
 def fingerprint_source(source: str) -> str | None:
     """What identifies a data source's content: None when only downloading it would tell."""
@@ -164,7 +156,7 @@ def fingerprint_source(source: str) -> str | None:
     if parsed.scheme not in ("", "file"):
         return None  # remote sources change behind the same URL: never cached
     path = Path(unquote(parsed.path) if parsed.scheme == "file" else source)
-    return f"sha256:{file_sha256(path)}" if path.is_file() else None
+    return content_digest(path) if path.is_file() else None
 
 
 def cache_key(
@@ -254,7 +246,7 @@ def _output_problem(client: mlflow.MlflowClient, run: Run, name: str, uri: str) 
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=scratch))
             if not local.is_file():
                 return f"output {name} is not a file"
-            actual = f"sha256:{file_sha256(local)}"
+            actual = content_digest(local)
         if actual != recorded:
             return f"output {name}'s content does not match its recorded digest"
         return None

@@ -18,16 +18,10 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
+from steps.contract import DIGEST_TAG_PREFIX, NOTE_TAG_PREFIX, OUTPUT_TAG_PREFIX, STEP_TAG
 from tasks.step_result import StepResult
 
 logger = logging.getLogger(__name__)
-
-PARENT_RUN_TAG = "mlflow.parentRunId"
-STEP_TAG = "pipeline.step"
-FLOW_RUN_TAG = "prefect.flow_run_id"
-OUTPUT_TAG_PREFIX = "output."
-NOTE_TAG_PREFIX = "note."
-DIGEST_TAG_PREFIX = "digest."
 
 
 def default_tracking_uri(work_dir: Path) -> str:

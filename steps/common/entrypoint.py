@@ -1,8 +1,8 @@
 """The thin CLI shell every entry point runs in: parse, run, report failures the same way.
 
 An entry point's failure must reach the orchestrator as data, not as a traceback to scrape: the
-exit code says which kind of failure it was (see `errors`), and the run carries the tags
-`step.error_kind` and `step.error_message` so the flow can show the step's own message on top.
+exit code says which kind of failure it was (see `errors`), and the run carries the error kind
+and message tags (steps/contract.py) so the flow can show the step's own message on top.
 """
 
 from __future__ import annotations
@@ -14,18 +14,24 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from steps.common.errors import EXIT_TRANSIENT, PERMANENT, TRANSIENT, StepError, TransientError
+from steps.common.errors import StepError, TransientError
+from steps.contract import (
+    ERROR_KIND_TAG,
+    ERROR_MESSAGE_TAG,
+    EXIT_BUG,
+    EXIT_TRANSIENT,
+    MAX_TAG_CHARS,
+    PERMANENT,
+    REPORTED_BY_CALLER_VARIABLE,
+    TRANSIENT,
+    is_unavailable_store,
+)
 
 logger = logging.getLogger(__name__)
 
 # A fault to inject, for drills and tests of recovery: "<step>@<path>" makes entry point <step>
 # fail with a transient error while the file <path> exists (docs/recovery.md).
 FAILPOINT_VARIABLE = "STEP_FAILPOINT"
-# Set (to "1") by an orchestrator that prints a failed step's message to its user itself, read
-# from the run's step.error_message tag: the step then logs only its kind, not the message again.
-REPORTED_BY_CALLER = "STEP_ERRORS_REPORTED_BY_CALLER"
-# Tag values are capped by some tracking stores; keep the message readable and well under that.
-_MAX_TAG_CHARS = 4000
 
 
 def configure_process() -> None:
@@ -51,8 +57,8 @@ def _record_failure(run_id: str | None, kind: str, message: str) -> bool:
     if not run_id:
         return False
     try:
-        mlflow.MlflowClient().set_tag(run_id, "step.error_kind", kind)
-        mlflow.MlflowClient().set_tag(run_id, "step.error_message", message[:_MAX_TAG_CHARS])
+        mlflow.MlflowClient().set_tag(run_id, ERROR_KIND_TAG, kind)
+        mlflow.MlflowClient().set_tag(run_id, ERROR_MESSAGE_TAG, message[:MAX_TAG_CHARS])
     except Exception:  # the store may be the thing that failed; the exit code still tells
         logger.warning("could not record the failure on run %s", run_id, exc_info=True)
         return False
@@ -95,7 +101,8 @@ def run_entry_point(
         _record_work_seconds(run_id, time.perf_counter() - started)
     except StepError as error:
         message = str(error)
-        if _record_failure(run_id, error.kind, message) and os.environ.get(REPORTED_BY_CALLER):
+        recorded = _record_failure(run_id, error.kind, message)
+        if recorded and os.environ.get(REPORTED_BY_CALLER_VARIABLE):
             # The pipeline prints the message itself, once, at the end (flows/cli.py).
             logger.error(
                 "%s failed (%s, exit code %d); the pipeline reports why (run %s)",
@@ -116,20 +123,4 @@ def run_entry_point(
         # A bug: report it once, with its traceback, as permanent.
         logger.exception("%s crashed", parser.prog)
         _record_failure(run_id, PERMANENT, f"{type(error).__name__}: {error}")
-        sys.exit(1)
-
-
-def is_unavailable_store(error: BaseException) -> bool:
-    """A locked or unreachable tracking database, anywhere in the chain of causes.
-
-    MLflow wraps the driver's errors; SQLAlchemy's OperationalError is what a locked SQLite
-    file, a dropped PostgreSQL connection or a full connection pool raise underneath.
-    """
-    from sqlalchemy.exc import OperationalError
-
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, OperationalError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+        sys.exit(EXIT_BUG)

@@ -1,20 +1,17 @@
 """Publishing a step's outputs so the orchestrator can find them by name.
 
 Each output is an artifact (or registered model) of the step's own run, announced by a run tag
-`output.<name>` holding its URI. The orchestrator reads those tags only from runs that FINISHED,
-so an output is published exactly when the run that produced it succeeds.
+`output.<name>` (steps/contract.py) holding its URI. The orchestrator reads those tags only from
+runs that FINISHED, so an output is published exactly when the run that produced it succeeds.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import mlflow
 
-OUTPUT_TAG_PREFIX = "output."
-NOTE_TAG_PREFIX = "note."
-DIGEST_TAG_PREFIX = "digest."
+from steps.contract import DIGEST_TAG_PREFIX, NOTE_TAG_PREFIX, OUTPUT_TAG_PREFIX, content_digest
 
 
 def publish_output(name: str, uri: str) -> str:
@@ -30,16 +27,8 @@ def publish_file(name: str, local_path: Path) -> str:
         raise RuntimeError("publish_file needs an active MLflow run")
     mlflow.log_artifact(str(local_path))
     # The content digest lets a downstream step's cache key ignore a re-run that changed nothing.
-    mlflow.set_tag(f"{DIGEST_TAG_PREFIX}{name}", f"sha256:{_sha256(local_path)}")
+    mlflow.set_tag(f"{DIGEST_TAG_PREFIX}{name}", content_digest(local_path))
     return publish_output(name, f"runs:/{run.info.run_id}/{local_path.name}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def publish_note(name: str, text: str) -> None:

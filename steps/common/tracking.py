@@ -17,18 +17,15 @@ from pathlib import Path
 
 import mlflow
 
-logger = logging.getLogger(__name__)
+from steps.contract import OWNER_HOST_TAG, OWNER_PID_TAG, OWNER_STARTED_TAG, PARENT_RUN_TAG
 
-PARENT_RUN_TAG = "mlflow.parentRunId"
-# The process that owns a RUNNING run: if it is gone, so is the run (processes/run_owner.py reaps
-# such runs at the next pipeline start). The same names are written there.
-OWNER_HOST_TAG = "process.host"
-OWNER_PID_TAG = "process.pid"
-OWNER_STARTED_TAG = "process.started"
+logger = logging.getLogger(__name__)
 
 
 def owner_tags() -> dict[str, str]:
-    """This process as a run's owner: host, pid and start time (a pid alone can be reused)."""
+    """This process as a run's owner: host, pid and start time (a pid alone can be reused).
+    An entry point owns its run; the flow process owns the parent run (processes/run_owner.py
+    judges both alike)."""
     import psutil
 
     return {

@@ -88,6 +88,27 @@ def redact_url(value: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def hide_password(value: str) -> str:
+    """A connection URI fit for a log line: its password, if any, becomes `***`.
+
+    For database and server URIs (`postgresql://user:secret@host/db`), where the user name is
+    worth seeing and the password is not; `redact_url` is the stricter rule for stored values.
+    """
+    if "://" not in value:
+        return value
+    parsed = urlsplit(value)
+    if parsed.password is None:
+        return value
+    userinfo, _, hostinfo = parsed.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parsed._replace(netloc=f"{user}:***@{hostinfo}"))
+
+
+def for_the_record(parameters: Mapping[str, str]) -> dict[str, str]:
+    """Parameter values as they may be stored or logged: URLs lose credentials and queries."""
+    return {key: redact_url(value) for key, value in parameters.items()}
+
+
 def env_references(value: str) -> list[str]:
     """The environment variables `value` refers to with `${oc.env:NAME}`."""
     return ENV_REFERENCE.findall(value)

@@ -27,6 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from steps.contract import OUTPUT_TAG_PREFIX
+
 logger = logging.getLogger(__name__)
 
 _MODES = ("online", "offline", "disabled")
@@ -59,8 +61,8 @@ def _producer(uri: str) -> tuple[str | None, str | None]:
         logger.warning("could not read the run that produced %s", uri, exc_info=True)
         return run_id, None
     for key, value in tags.items():
-        if key.startswith("output.") and value == uri:
-            return run_id, key[len("output.") :]
+        if key.startswith(OUTPUT_TAG_PREFIX) and value == uri:
+            return run_id, key.removeprefix(OUTPUT_TAG_PREFIX)
     return run_id, None
 
 

@@ -18,10 +18,10 @@ from steps.common.model_format import load_price_model
 from steps.common.tables import read_table
 from steps.common.tracking import download_input, log_to_parent, scratch_dir, step_run
 from steps.common.wandb_mirror import WandbMirror
+from steps.contract import EVALUATION_PLOT_FILE
 
 logger = logging.getLogger(__name__)
 # The evaluation plot in the run's artifacts (the flow's Prefect artifact shows it too).
-PLOT_FILE = "predicted_vs_actual.png"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> None:
         log_to_parent(metrics)
         mlflow.log_metric("rows_test", len(test))
         mlflow.set_tags({"model_uri": args.model, "test_data": args.test_data})
-        plot = plot_predictions(truth, predicted, work / PLOT_FILE)
+        plot = plot_predictions(truth, predicted, work / EVALUATION_PLOT_FILE)
         mlflow.log_artifact(str(plot))
         residuals = pd.Series(predicted - truth).describe().to_dict()
         logger.info("test metrics %s; residuals %s", metrics, residuals)

@@ -17,6 +17,7 @@ from steps.common.url_secrets import (
     resolve_env_references,
 )
 from steps.common.wandb_mirror import WandbMirror
+from steps.contract import DATA_SHA_TAG
 from steps.ingest.csv_to_parquet import convert_csv_to_parquet
 from steps.ingest.source_limits import (
     DEFAULT_DOWNLOAD_DEADLINE_S,
@@ -121,7 +122,7 @@ def main(args: argparse.Namespace) -> None:
             {
                 "data.source_kind": kind,
                 "data.source": shown,
-                "data.input_sha256": stats.input_sha256,
+                DATA_SHA_TAG: stats.input_sha256,
             }
             | fetched.lineage
         )

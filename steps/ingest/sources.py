@@ -87,40 +87,45 @@ def download_http(
     path = urlparse(url).path
     target = into / (Path(path).name if path and not path.endswith("/") else "listings.csv")
     partial = target.with_suffix(target.suffix + ".part")
-    deadline = Deadline(limits.download_deadline_s, _safe(url))
+    deadline = Deadline(limits.download_deadline_s, redact_url(url))
     received = 0
     try:
         with requests.get(url, stream=True, timeout=timeout_s) as response:
             status = response.status_code
             if status >= 500 or status == 429:
-                raise TransientError(f"{_safe(url)} answered HTTP {status}; retrying may help")
+                raise TransientError(f"{redact_url(url)} answered HTTP {status}; retrying may help")
             if status >= 400:
                 raise SourceError(
-                    f"{_safe(url)} answered HTTP {status}: check that data.source names an "
+                    f"{redact_url(url)} answered HTTP {status}: check that data.source names an "
                     "existing, readable CSV file"
                 )
             _refuse_listing_pages(url, response.headers.get("Content-Type", ""))
             length = response.headers.get("Content-Length", "")
             if length.isdigit():
-                limits.check_size(_safe(url), int(length))
+                limits.check_size(redact_url(url), int(length))
             with partial.open("wb") as sink:
                 for chunk in _chunks(response, deadline, timeout_s):
                     received += len(chunk)
                     if received > limits.max_bytes:
-                        raise limits.too_large(_safe(url), received)
+                        raise limits.too_large(redact_url(url), received)
                     sink.write(chunk)
                     deadline.check(received)
     except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as error:
         partial.unlink(missing_ok=True)
         if deadline.remaining() <= 0:
             raise deadline.error(received) from None
-        raise TransientError(f"downloading {_safe(url)} failed: {type(error).__name__}") from error
+        raise TransientError(
+            f"downloading {redact_url(url)} failed: {type(error).__name__}"
+        ) from error
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     partial.replace(target)
     logger.info(
-        "downloaded %s (%d bytes in %.1f s)", _safe(url), target.stat().st_size, deadline.elapsed()
+        "downloaded %s (%d bytes in %.1f s)",
+        redact_url(url),
+        target.stat().st_size,
+        deadline.elapsed(),
     )
     return target
 
@@ -131,13 +136,13 @@ def _refuse_listing_pages(url: str, content_type: str) -> None:
     names_a_folder = urlparse(url).path.endswith("/") or not urlparse(url).path
     if names_a_folder and any(word in kind for word in ("html", "json", "xml")):
         raise SourceError(
-            f"{_safe(url)} names a directory: the server answered with a listing "
+            f"{redact_url(url)} names a directory: the server answered with a listing "
             f"({content_type}), not a CSV file. Fix: put the file's name at the end of "
             "data.source, e.g. .../listings.csv"
         )
     if "html" in kind:
         raise SourceError(
-            f"{_safe(url)} returned an HTML page ({content_type}), not a CSV file: "
+            f"{redact_url(url)} returned an HTML page ({content_type}), not a CSV file: "
             "link to the raw file (e.g. the 'raw' or 'download' URL)"
         )
 
@@ -173,14 +178,9 @@ def _socket_of(raw: Any) -> socket.socket | None:
     return sock if isinstance(sock, socket.socket) else None
 
 
-def _safe(url: str) -> str:
-    """A URL fit for messages and logs: no credentials, no query string (signed URLs carry keys)."""
-    return redact_url(url)
-
-
 def redact_source(source: str) -> str:
     """The source as it may appear in tracking metadata and logs."""
-    return _safe(source) if source_kind(source) in ("http", "oss") else source
+    return redact_url(source) if source_kind(source) in ("http", "oss") else source
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import mlflow
 
-HISTORY_TAG_PREFIX = "history."
+from steps.contract import HISTORY_TAG_PREFIX
 
 
 @dataclass(frozen=True)

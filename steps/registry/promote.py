@@ -33,6 +33,18 @@ from steps.common.model_format import load_price_model
 from steps.common.outputs import publish_note, publish_output
 from steps.common.tables import read_table
 from steps.common.tracking import download_input, scratch_dir, step_run
+from steps.contract import (
+    CHAMPION_NOTE,
+    FLOW_RUN_TAG,
+    NEWLY_REGISTERED_TAG,
+    OUTCOME_ALREADY_CHAMPION,
+    OUTCOME_FAILED_GATE,
+    OUTCOME_LOST,
+    OUTCOME_PROMOTED,
+    PROMOTION_DRY_RUN_TAG,
+    VERDICT_NOTE,
+    PromotionRecord,
+)
 from steps.registry.failpoints import failpoint
 from steps.registry.history import AliasMove, read_history
 from steps.registry.promotion_lock import PromotionLock
@@ -132,8 +144,8 @@ def main(args: argparse.Namespace) -> None:
     dry_run = args.dry_run == "true"
 
     with step_run() as run, scratch_dir() as work:
-        flow_run_id = run.data.tags.get("prefect.flow_run_id")
-        mlflow.set_tag("promotion.dry_run", str(dry_run).lower())
+        flow_run_id = run.data.tags.get(FLOW_RUN_TAG)
+        mlflow.set_tag(PROMOTION_DRY_RUN_TAG, str(dry_run).lower())
         test = read_table(download_input(args.test_data, work))
         candidate = score(args.model, test)
         mlflow.log_metrics({f"candidate_{key}": value for key, value in candidate.items()})
@@ -145,7 +157,7 @@ def main(args: argparse.Namespace) -> None:
                 None,
                 alias_version(name, alias),
                 f"models:/{name}@{alias}",
-                outcome="failed_gate",
+                outcome=OUTCOME_FAILED_GATE,
                 dry_run=dry_run,
             )
             return
@@ -193,7 +205,7 @@ def _promote_locked(
     candidate_version = str(version.version)
     publish_output("model_version", f"models:/{name}/{candidate_version}")
     mlflow.log_metric("registered_version", int(candidate_version))
-    mlflow.set_tag("registry.newly_registered", str(created).lower())
+    mlflow.set_tag(NEWLY_REGISTERED_TAG, str(created).lower())
 
     champion_version = alias_version(name, alias)
     champion_uri = f"models:/{name}@{alias}"
@@ -202,7 +214,11 @@ def _promote_locked(
             False, f"version {candidate_version} is already the {alias}", candidate[args.metric]
         )
         _report(
-            verdict, candidate_version, champion_version, champion_uri, outcome="already_champion"
+            verdict,
+            candidate_version,
+            champion_version,
+            champion_uri,
+            outcome=OUTCOME_ALREADY_CHAMPION,
         )
         return
     verdict = compare(
@@ -222,7 +238,7 @@ def _promote_locked(
         candidate_score=verdict.candidate_score,
         champion_score=verdict.champion_score,
         reason=verdict.reason,
-        prefect_flow_run_id=run.data.tags.get("prefect.flow_run_id"),
+        prefect_flow_run_id=run.data.tags.get(FLOW_RUN_TAG),
         mlflow_run_id=run.info.run_id,
     )
     if move.from_version != candidate_version:  # the challenger offered again moves nothing
@@ -240,7 +256,7 @@ def _promote_locked(
         candidate_version,
         champion_version,
         champion_uri,
-        outcome="promoted" if verdict.promote else "lost",
+        outcome=OUTCOME_PROMOTED if verdict.promote else OUTCOME_LOST,
     )
 
 
@@ -266,7 +282,7 @@ def _dry_run(
             champion_version,
             champion_version,
             champion_uri,
-            outcome="already_champion",
+            outcome=OUTCOME_ALREADY_CHAMPION,
             dry_run=True,
         )
         return
@@ -276,14 +292,9 @@ def _dry_run(
         None,
         champion_version,
         champion_uri,
-        outcome="promoted" if verdict.promote else "lost",
+        outcome=OUTCOME_PROMOTED if verdict.promote else OUTCOME_LOST,
         dry_run=True,
     )
-
-
-# What a promotion concluded, as a tag a CI gate reads: promoted | already_champion | lost |
-# failed_gate (the last two are refusals).
-OUTCOMES = ("promoted", "already_champion", "lost", "failed_gate")
 
 
 def _report(
@@ -300,29 +311,28 @@ def _report(
         {"promoted": float(verdict.promote and not dry_run)}
         | ({"champion_score": verdict.champion_score} if verdict.champion_score is not None else {})
     )
-    mlflow.set_tags(
-        {
-            "promotion.verdict": "promoted" if verdict.promote and not dry_run else "not promoted",
-            "promotion.outcome": outcome,
-            "promotion.reason": verdict.reason,
-            "promotion.candidate_version": candidate_version or "",
-            "promotion.previous_champion": champion_version or "",
-        }
+    record = PromotionRecord(
+        outcome=outcome,
+        reason=verdict.reason,
+        candidate_version=candidate_version,
+        previous_champion=champion_version,
+        promoted=verdict.promote and not dry_run,
     )
+    mlflow.set_tags(record.tags())
     result = "PROMOTED" if verdict.promote else "NOT PROMOTED"
     if dry_run:
-        publish_note("verdict", f"DRY RUN — would be {result}: {verdict.reason}")
+        publish_note(VERDICT_NOTE, f"DRY RUN — would be {result}: {verdict.reason}")
         publish_note(
-            "champion",
+            CHAMPION_NOTE,
             f"{champion_uri} = version {champion_version} (unchanged: dry run)"
             if champion_version
             else "none yet (unchanged: dry run)",
         )
         logger.info("dry run, nothing registered: would be %s: %s", result, verdict.reason)
         return
-    publish_note("verdict", f"{result}: {verdict.reason}")
+    publish_note(VERDICT_NOTE, f"{result}: {verdict.reason}")
     current = candidate_version if verdict.promote else champion_version
-    publish_note("champion", f"{champion_uri} = version {current}" if current else "none yet")
+    publish_note(CHAMPION_NOTE, f"{champion_uri} = version {current}" if current else "none yet")
     logger.info("%s (candidate version %s): %s", result, candidate_version, verdict.reason)
 
 

@@ -33,6 +33,14 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from steps.common.errors import ConfigurationError, PreconditionError, TransientError
+from steps.contract import (
+    LOCK_ACQUIRED_TAG,
+    LOCK_CREATED_TAG,
+    LOCK_FLOW_RUN_TAG,
+    LOCK_HOST_TAG,
+    LOCK_PID_TAG,
+    LOCK_RUN_TAG,
+)
 from steps.registry.lock_rules import Sighting, Ticket, decide, observe
 
 logger = logging.getLogger(__name__)
@@ -66,16 +74,16 @@ def _heartbeat_of(version: ModelVersion) -> str:
 def describe_holder(version: ModelVersion) -> str:
     """Who holds a ticket, in words, for the message of a promoter that gives up."""
     tags = version.tags
-    acquired = tags.get("lock.acquired_at")
+    acquired = tags.get(LOCK_ACQUIRED_TAG)
     since = (
         f"holding it since {acquired}"
         if acquired
-        else f"in line for it since {tags.get('lock.created_at', '?')}"
+        else f"in line for it since {tags.get(LOCK_CREATED_TAG, '?')}"
     )
     return (
-        f"pid {tags.get('lock.pid', '?')} on host {tags.get('lock.host', '?')} "
-        f"(MLflow run {tags.get('lock.mlflow_run_id', '?')}, "
-        f"Prefect flow run {tags.get('lock.prefect_flow_run_id') or '-'}), {since}"
+        f"pid {tags.get(LOCK_PID_TAG, '?')} on host {tags.get(LOCK_HOST_TAG, '?')} "
+        f"(MLflow run {tags.get(LOCK_RUN_TAG, '?')}, "
+        f"Prefect flow run {tags.get(LOCK_FLOW_RUN_TAG) or '-'}), {since}"
     )
 
 
@@ -126,11 +134,11 @@ class PromotionLock:
     def _take_ticket(self) -> str:
         self._ensure_lock_model()
         tags = {
-            "lock.host": socket.gethostname(),
-            "lock.pid": str(os.getpid()),
-            "lock.mlflow_run_id": self.owner_run_id,
-            "lock.prefect_flow_run_id": self.prefect_flow_run_id or "",
-            "lock.created_at": _now_iso(),
+            LOCK_HOST_TAG: socket.gethostname(),
+            LOCK_PID_TAG: str(os.getpid()),
+            LOCK_RUN_TAG: self.owner_run_id,
+            LOCK_FLOW_RUN_TAG: self.prefect_flow_run_id or "",
+            LOCK_CREATED_TAG: _now_iso(),
         }
         # `runs:/<run>/...` with that run's id is a source every store accepts, the REST
         # server's source validation included; nothing is ever downloaded from it.
@@ -201,7 +209,7 @@ class PromotionLock:
             if decision.holds:
                 self.waited_s = time.monotonic() - started
                 self._client.set_model_version_tag(
-                    self.model, self.ticket, "lock.acquired_at", _now_iso()
+                    self.model, self.ticket, LOCK_ACQUIRED_TAG, _now_iso()
                 )
                 logger.info(
                     "holding the promotion lock of %s (ticket %s) after %.1f s",

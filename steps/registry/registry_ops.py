@@ -9,12 +9,12 @@ from typing import Any
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 from steps.common.errors import PreconditionError, TransientError
+from steps.contract import DATA_SHA_TAG, FLOW_RUN_TAG, PARENT_RUN_TAG
 
 logger = logging.getLogger(__name__)
-
-DATA_SHA_TAG = "data.input_sha256"
 _RUNS_URI = "runs:/"
 
 
@@ -89,9 +89,9 @@ def review_tags(training_run_id: str, scores: dict[str, float]) -> dict[str, str
     run = mlflow.MlflowClient().get_run(training_run_id)
     tags: dict[str, Any] = {
         "data_sha256": upstream_data_sha256(training_run_id),
-        "git_commit": run.data.tags.get("mlflow.source.git.commit"),
-        "prefect_flow_run_id": run.data.tags.get("prefect.flow_run_id"),
-        "parent_run_id": run.data.tags.get("mlflow.parentRunId"),
+        "git_commit": run.data.tags.get(MLFLOW_GIT_COMMIT),
+        "prefect_flow_run_id": run.data.tags.get(FLOW_RUN_TAG),
+        "parent_run_id": run.data.tags.get(PARENT_RUN_TAG),
         "training_run_id": training_run_id,
         **{key: f"{value:.6g}" for key, value in scores.items()},
     }

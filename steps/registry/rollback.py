@@ -18,6 +18,7 @@ from steps.common.entrypoint import run_entry_point
 from steps.common.errors import ConfigurationError, PreconditionError
 from steps.common.outputs import publish_note, publish_output
 from steps.common.tracking import step_run
+from steps.contract import FLOW_RUN_TAG, VERDICT_NOTE
 from steps.registry.history import AliasMove, previous_champion, read_history
 from steps.registry.promote import add_lock_arguments, check_name
 from steps.registry.promotion_lock import PromotionLock
@@ -76,7 +77,7 @@ def main(args: argparse.Namespace) -> None:
             run.info.run_id,
             timeout_s=args.lock_timeout_s,
             lease_s=args.lock_lease_s,
-            prefect_flow_run_id=run.data.tags.get("prefect.flow_run_id"),
+            prefect_flow_run_id=run.data.tags.get(FLOW_RUN_TAG),
         )
         with lock.held():
             recover(name, lock.fence)
@@ -85,7 +86,9 @@ def main(args: argparse.Namespace) -> None:
                 raise PreconditionError(f"{name} has no {alias}; there is nothing to roll back")
             target = resolve_target(name, alias, current, args.to_version)
             if target == current:
-                publish_note("verdict", f"version {target} already is the {alias}; nothing changed")
+                publish_note(
+                    VERDICT_NOTE, f"version {target} already is the {alias}; nothing changed"
+                )
                 return
             move = AliasMove(
                 action="rollback",
@@ -93,7 +96,7 @@ def main(args: argparse.Namespace) -> None:
                 from_version=current,
                 to_version=target,
                 reason=f"rollback from version {current} to version {target}",
-                prefect_flow_run_id=run.data.tags.get("prefect.flow_run_id"),
+                prefect_flow_run_id=run.data.tags.get(FLOW_RUN_TAG),
                 mlflow_run_id=run.info.run_id,
             )
             intent = plan_move(
@@ -106,7 +109,7 @@ def main(args: argparse.Namespace) -> None:
             )
             entry = commit(name, intent, lock.fence)
         publish_output("model_version", f"models:/{name}/{target}")
-        publish_note("verdict", f"ROLLED BACK: {name}@{alias} {current} -> {target}")
+        publish_note(VERDICT_NOTE, f"ROLLED BACK: {name}@{alias} {current} -> {target}")
         logger.info(
             "rolled back %s@%s from %s to %s (history #%s)",
             name,

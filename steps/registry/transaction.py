@@ -25,13 +25,12 @@ from typing import Any
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from steps.contract import INTENT_TAG
 from steps.registry.failpoints import failpoint
 from steps.registry.history import AliasMove, history_key, read_history
 from steps.registry.registry_ops import alias_version, point_alias
 
 logger = logging.getLogger(__name__)
-
-INTENT_TAG = "promotion.intent"
 
 
 @dataclass(frozen=True)

@@ -16,17 +16,11 @@ import pytest
 
 from flows.config import load_config
 from flows.step_runner import StepRunner
+from steps.contract import CACHE_TAG, DIGEST_TAG_PREFIX, OUTPUT_TAG_PREFIX, PARENT_RUN_TAG, STEP_TAG
 from tasks.run_entry_point import run_entry_point
-from tasks.step_cache import CACHE_TAG, find_cached_run, vouch_tag, why_not_reusable
+from tasks.step_cache import find_cached_run, vouch_tag, why_not_reusable
 from tasks.step_failure import StepFailed
-from tasks.tracking_store import (
-    DIGEST_TAG_PREFIX,
-    OUTPUT_TAG_PREFIX,
-    PARENT_RUN_TAG,
-    STEP_TAG,
-    ensure_experiment,
-    use_tracking_uri,
-)
+from tasks.tracking_store import ensure_experiment, use_tracking_uri
 from tests.e2e.conftest import Workspace, isolate
 from tests.e2e.test_reliability import listings_csv
 

@@ -19,7 +19,7 @@ from prefect.client.schemas.objects import FlowRun
 
 from flows.pipeline_steps import STEP_NAMES
 from flows.run_form import MODEL_SCHEMAS
-from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG
+from steps.contract import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG
 from tests.services.conftest import (
     PrefectServer,
     Served,

@@ -24,8 +24,7 @@ import psutil
 import pytest
 from mlflow.entities import Run
 
-from processes.run_owner import OWNER_PID_TAG, REAPED_TAG
-from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG
+from steps.contract import FLOW_RUN_TAG, OWNER_PID_TAG, PARENT_RUN_TAG, REAPED_TAG, STEP_TAG
 from tests.services.conftest import base_env, wait_for
 
 SMALL = ["data.demo_rows=2000", "task.retries=0"]

@@ -15,7 +15,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.spec import load_deployments
-from tasks.tracking_store import FLOW_RUN_TAG, STEP_TAG
+from steps.contract import FLOW_RUN_TAG, STEP_TAG
 from tests.services.conftest import (
     PREFECT_CLI,
     PROJECT_ROOT,

@@ -15,7 +15,7 @@ from uuid import UUID
 import mlflow
 
 from flows.pipeline_steps import STEP_NAMES
-from tasks.tracking_store import FLOW_RUN_TAG, STEP_TAG
+from steps.contract import FLOW_RUN_TAG, STEP_TAG
 from tests.services.conftest import (
     PrefectServer,
     Served,

@@ -13,7 +13,7 @@ from prefect.client.schemas.schedules import CronSchedule
 
 from deployments.spec import load_deployments
 from flows.pipeline_steps import STEP_NAMES
-from tasks.tracking_store import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG
+from steps.contract import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG
 from tests.services.conftest import (
     SMALL_RUN,
     DeploymentRuns,

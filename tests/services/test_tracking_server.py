@@ -26,7 +26,7 @@ import mlflow
 import pytest
 from mlflow.entities import Run
 
-from tasks.tracking_store import STEP_TAG
+from steps.contract import STEP_TAG
 from tests.loopback import free_port
 from tests.services.conftest import (
     SMALL_RUN,

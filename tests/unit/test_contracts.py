@@ -29,8 +29,8 @@ from flows.config import (
 )
 from flows.pipeline_steps import MAINTENANCE_ENTRY_POINTS, SPEC_BY_NAME, STEP_NAMES
 from flows.step_runner import step_parameters
+from steps.contract import normalize
 from steps.train.model_factory import COMMON_DEFAULTS, HYPERPARAMETERS, MODEL_NAMES, build_model
-from tasks.parameters import normalize
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODEL_CONF_DIR = PROJECT_ROOT / "conf" / "model"

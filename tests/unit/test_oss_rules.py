@@ -15,11 +15,11 @@ from connectors.oss import (
     classify,
     normalize_endpoint,
     parse_oss_uri,
-    safe_uri,
 )
 from connectors.oss_upload import destination_key
 from flows.config import DataConfig
 from steps.common.errors import SourceError
+from steps.common.url_secrets import redact_url
 from steps.common.wandb_mirror import public_config
 from steps.ingest.oss_source import ObjectEntry, choose_object
 from steps.ingest.sources import redact_source, source_kind
@@ -54,8 +54,8 @@ def test_parse_oss_uri_refuses(uri: str, message: str) -> None:
     assert "SK" not in str(error.value).replace("OSS_ACCESS_KEY", "")
 
 
-def test_safe_uri_and_redact_source_drop_credentials_and_queries() -> None:
-    assert safe_uri("oss://AK:SK@listings/a.csv?x=1") == "oss://listings/a.csv"
+def test_redact_url_and_redact_source_drop_credentials_and_queries() -> None:
+    assert redact_url("oss://AK:SK@listings/a.csv?x=1") == "oss://listings/a.csv"
     assert redact_source("oss://listings/a.csv") == "oss://listings/a.csv"
     assert source_kind("oss://listings/a.csv") == "oss"
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tasks.parameters import for_the_record, normalize, normalize_value, redact
+from steps.common.url_secrets import for_the_record, redact_url
+from steps.contract import normalize, normalize_value
 
 
 @pytest.mark.parametrize("value", [1, "1", 1.0])
@@ -95,7 +96,7 @@ def test_normalize_of_reference_distribution_is_valid_json() -> None:
     ],
 )
 def test_urls_lose_credentials_before_they_are_recorded(value: str, stored: str) -> None:
-    assert redact(value) == stored
+    assert redact_url(value) == stored
     assert for_the_record({"source": value}) == {"source": stored}
 
 

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from flows.pipeline_steps import SPEC_BY_NAME, STEP_NAMES, STEPS
-from flows.step_runner import upstream_steps_to_reuse
+import pytest
+import yaml
+
+from flows.config import load_config
+from flows.pipeline_steps import (
+    ENTRY_POINT_SPECS,
+    EVALUATION_STEP,
+    MODEL_STEP,
+    PROMOTION_STEP,
+    ROLLBACK_STEP,
+    SPEC_BY_NAME,
+    STEP_NAMES,
+    STEPS,
+    VARIANT_STEPS,
+    shared_steps,
+)
+from flows.step_runner import step_parameters, upstream_steps_to_reuse
+from tasks.run_entry_point import PROJECT_ROOT
 
 
 @pytest.mark.parametrize(
@@ -45,3 +61,33 @@ def test_inputs_come_from_earlier_steps_outputs() -> None:
         for parameter, (upstream, output) in spec.inputs.items():
             assert upstream in STEP_NAMES[:position], f"{spec.name}.{parameter} from {upstream}"
             assert output in SPEC_BY_NAME[upstream].outputs, f"{upstream} publishes no {output}"
+
+
+def test_the_table_says_which_steps_run_per_variant_and_which_promotes() -> None:
+    assert VARIANT_STEPS == ("train", "evaluate")
+    assert PROMOTION_STEP == "promote" and MODEL_STEP == "train"
+    assert EVALUATION_STEP == "evaluate" and ROLLBACK_STEP == "rollback"
+    assert shared_steps(STEP_NAMES) == ["get_data", "basic_cleaning", "data_check", "data_split"]
+    locked = {name for name, spec in ENTRY_POINT_SPECS.items() if spec.needs_promotion_lock}
+    assert locked == {"promote", "rollback"}
+
+
+def test_every_config_section_is_a_section_of_the_configuration() -> None:
+    cfg = load_config([])
+    for spec in ENTRY_POINT_SPECS.values():
+        if spec.config_section is not None:
+            assert hasattr(cfg, spec.config_section), spec.name
+
+
+def test_rollback_parameters_are_its_entry_points() -> None:
+    entry_points = yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())["entry_points"]
+    declared = set(entry_points[ROLLBACK_STEP]["parameters"])
+    assert set(step_parameters(ROLLBACK_STEP, load_config([]), Path.cwd())) == declared
+
+
+def test_the_fingerprinted_source_is_a_parameter_the_step_takes() -> None:
+    cfg = load_config([])
+    for spec in STEPS:
+        if spec.fingerprint is not None:
+            parameters = step_parameters(spec.name, cfg, Path.cwd())
+            assert {spec.fingerprint.parameter, spec.fingerprint.checked_by} <= set(parameters)

@@ -28,7 +28,7 @@ def test_each_step_waits_for_the_steps_whose_outputs_it_reads(
         waited[step] = [upstream.step for upstream in wait_for]
         return StepResult(step, f"run-{step}", outputs=_outputs(step))
 
-    monkeypatch.setattr(runner, "task_for", lambda cfg: task)
+    monkeypatch.setattr(runner, "task_for", lambda cfg, labelled=True: task)
     # get_data was left out of main.steps: its reused run is no task run of this flow run.
     results: dict[str, StepResult] = {
         "get_data": StepResult("get_data", "old-run", outputs=_outputs("get_data"), reused=True)

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from fault_injection.http_source import Behaviour, http_source
-from steps.common.errors import EXIT_BAD_SOURCE, ConfigurationError, SourceError
+from steps.common.errors import ConfigurationError, SourceError
 from steps.common.listing_columns import LISTING_COLUMNS
+from steps.contract import EXIT_BAD_SOURCE
 from steps.ingest.csv_to_parquet import convert_csv_to_parquet
 from steps.ingest.demo_data import generate_listings
 from steps.ingest.get_data import build_parser, source_limits

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from steps.common.errors import (
+from steps.contract import (
     EXIT_BAD_CONFIG,
     EXIT_BAD_DATA,
     EXIT_TRANSIENT,

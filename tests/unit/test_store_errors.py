@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy
 from mlflow.exceptions import MlflowException
 
-from steps.common.entrypoint import is_unavailable_store
+from steps.contract import is_unavailable_store
 
 
 def locked_database_error(tmp_path: Path) -> BaseException:

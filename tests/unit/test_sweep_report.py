@@ -32,10 +32,10 @@ def _outcome(plan_index: int, val_mae: float | None, finished: bool = True) -> V
     variant = _three_variants().variants[plan_index]
     metrics = {} if val_mae is None else {"val_mae": val_mae}
     outcome = VariantOutcome(
-        variant, f"run-{plan_index}", train=StepResult("train", "t", {}, metrics)
+        variant, f"run-{plan_index}", results={"train": StepResult("train", "t", {}, metrics)}
     )
     if finished:
-        outcome.evaluate = StepResult("evaluate", "e", {}, {"test_mae": 1.0})
+        outcome.results["evaluate"] = StepResult("evaluate", "e", {}, {"test_mae": 1.0})
     return outcome
 
 
@@ -50,8 +50,8 @@ def test_higher_is_better_when_the_metric_says_so() -> None:
         ["promotion.metric=test_r2", "promotion.direction=maximize"], [["model.alpha=0.1"]]
     )
     outcomes = [_outcome(0, None), _outcome(1, None)]
-    outcomes[0].train = StepResult("train", "t", {}, {"val_r2": 0.5})
-    outcomes[1].train = StepResult("train", "t", {}, {"val_r2": 0.7})
+    outcomes[0].results["train"] = StepResult("train", "t", {}, {"val_r2": 0.5})
+    outcomes[1].results["train"] = StepResult("train", "t", {}, {"val_r2": 0.7})
     assert pick_best(outcomes, plan).run_id == "run-1"
 
 

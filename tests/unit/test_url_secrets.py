@@ -11,12 +11,13 @@ from steps.common.errors import ConfigurationError, SourceError
 from steps.common.url_secrets import (
     MissingEnvironmentVariable,
     credentials_in,
+    for_the_record,
+    hide_password,
     redact_url,
     refusal,
     resolve_env_references,
 )
 from steps.ingest.get_data import check_source_digest, read_source_reference
-from tasks.parameters import for_the_record, redact
 
 SECRET = "Pw0rdSECRETq7Zk2"
 SIGNATURE = "5ig5ECRET9f8e7d6"
@@ -52,7 +53,7 @@ def test_one_redaction_strips_user_info_query_and_fragment() -> None:
     assert redact_url("oss://bucket/key?x=1#f") == "oss://bucket/key"
     assert redact_url("https://host:8443/a.csv") == "https://host:8443/a.csv"
     assert redact_url("${oc.env:LISTINGS_URL}") == "${oc.env:LISTINGS_URL}"
-    assert redact(SIGNED) == redact_url(SIGNED)
+    assert hide_password("postgresql://u:pw@db/x") == "postgresql://u:***@db/x"
     assert for_the_record({"source": SIGNED}) == {"source": "https://host.example/l.csv"}
 
 
