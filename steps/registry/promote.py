@@ -18,78 +18,38 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 
 import mlflow
 import numpy as np
 import pandas as pd
 
 from steps.common.entrypoint import run_entry_point
-from steps.common.errors import ConfigurationError
 from steps.common.listing_columns import TARGET
 from steps.common.listing_rows import raw_rows
 from steps.common.metrics import regression_metrics
 from steps.common.model_format import load_price_model
 from steps.common.outputs import publish_note, publish_output
+from steps.common.params_cli import params_parser, with_params
 from steps.common.tables import read_table
 from steps.common.tracking import download_input, scratch_dir, step_run
 from steps.registry.failpoints import failpoint
 from steps.registry.history import AliasMove, read_history
 from steps.registry.promotion_lock import PromotionLock
-from steps.registry.promotion_rules import DIRECTIONS, Verdict, decide, gate_failures, parse_gate
+from steps.registry.promotion_rules import Verdict, decide, gate_failures
 from steps.registry.registry_ops import (
     alias_version,
     register_once,
     review_tags,
     version_of_run,
 )
+from steps.registry.schema import PromoteParams
 from steps.registry.transaction import commit, plan_move, recover
 
 logger = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="promote", description=__doc__)
-    parser.add_argument("--model", required=True, help="URI of the candidate model output")
-    parser.add_argument("--test_data", required=True, help="URI of the current test split")
-    parser.add_argument("--registered_model", required=True)
-    parser.add_argument("--alias", required=True)
-    parser.add_argument("--challenger_alias", required=True)
-    parser.add_argument("--metric", required=True, help="e.g. test_mae")
-    parser.add_argument("--direction", required=True, choices=DIRECTIONS)
-    parser.add_argument("--min_relative_improvement", type=float, required=True)
-    parser.add_argument("--gate", required=True, help='JSON, e.g. {"test_r2": {"min": 0.3}}')
-    parser.add_argument("--use_stages", choices=("true", "false"), default="false")
-    parser.add_argument("--ready_timeout_s", type=float, default=300.0)
-    add_lock_arguments(parser)
-    parser.add_argument(
-        "--dry_run",
-        choices=("true", "false"),
-        default="false",
-        help="reach the verdict without registering anything or moving an alias",
-    )
-    return parser
-
-
-def add_lock_arguments(parser: argparse.ArgumentParser) -> None:
-    """The promotion lock's settings, shared by promote and rollback."""
-    parser.add_argument(
-        "--lock_timeout_s", type=float, default=900.0, help="give up waiting for the lock after"
-    )
-    parser.add_argument(
-        "--lock_lease_s", type=float, default=30.0, help="a silent holder's lease (<= 60 s)"
-    )
-
-
-def check_name(kind: str, value: str) -> str:
-    if not _NAME.match(value):
-        raise ConfigurationError(
-            f"{kind} {value!r} must start with a letter or digit and use only letters, digits, "
-            "'_', '.' and '-'"
-        )
-    return value
+    return params_parser(PromoteParams, "promote", __doc__)
 
 
 def score(model_uri: str, test: pd.DataFrame) -> dict[str, float]:
@@ -102,7 +62,7 @@ def score(model_uri: str, test: pd.DataFrame) -> dict[str, float]:
 
 
 def compare(
-    args: argparse.Namespace,
+    args: PromoteParams,
     gate: dict[str, dict[str, float]],
     candidate: dict[str, float],
     champion_uri: str | None,
@@ -122,14 +82,10 @@ def compare(
     )
 
 
-def main(args: argparse.Namespace) -> None:
-    name = check_name("main.registered_model", args.registered_model)
-    alias = check_name("promotion.alias", args.alias)
-    challenger = check_name("promotion.challenger_alias", args.challenger_alias)
-    if alias == challenger:
-        raise ConfigurationError("promotion.alias and promotion.challenger_alias must differ")
-    gate = parse_gate(args.gate)
-    dry_run = args.dry_run == "true"
+def main(args: PromoteParams) -> None:
+    name, alias, challenger = args.registered_model, args.alias, args.challenger_alias
+    gate = args.gate_bounds()
+    dry_run = args.dry_run
 
     with step_run() as run, scratch_dir() as work:
         flow_run_id = run.data.tags.get("prefect.flow_run_id")
@@ -168,7 +124,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 def _promote_locked(
-    args: argparse.Namespace,
+    args: PromoteParams,
     name: str,
     alias: str,
     challenger: str,
@@ -232,7 +188,7 @@ def _promote_locked(
             history=read_history(name),
             aliases_now=aliases_now,
             challenger_alias=challenger,
-            use_stages=args.use_stages == "true",
+            use_stages=args.use_stages,
         )
         commit(name, intent, lock.fence)
     _report(
@@ -245,7 +201,7 @@ def _promote_locked(
 
 
 def _dry_run(
-    args: argparse.Namespace,
+    args: PromoteParams,
     name: str,
     alias: str,
     gate: dict[str, dict[str, float]],
@@ -327,4 +283,4 @@ def _report(
 
 
 if __name__ == "__main__":
-    run_entry_point(build_parser(), main)
+    run_entry_point(build_parser(), with_params(PromoteParams, main))
