@@ -36,7 +36,7 @@ from steps.common.url_secrets import (
     resolve_env_references,
 )
 from steps.ingest.schema import CleaningSettings, SourceSettings
-from steps.registry.schema import PromotionSettings, RegisteredModel
+from steps.registry.schema import PromotionSettings, registered_model_field
 from steps.split.schema import SplitSettings
 from steps.train.model_schemas import MODEL_SCHEMAS, ModelSettings, TorchLassoSchema
 from steps.validate.schema import DataCheckSettings
@@ -65,30 +65,29 @@ class MainConfig(Settings):
     """What the pipeline runs, where it records it, and how each step's process starts."""
 
     steps: tuple[str, ...] = Field(
-        "all",  # type: ignore[assignment]  # validated into the tuple of every step
-        validate_default=True,
+        default=STEP_NAMES,
         description=(
             '"all", or a subset in pipeline order; steps left out reuse their latest finished '
             "outputs."
         ),
     )
     force: tuple[str, ...] = Field(
-        (),
+        default=(),
         description=(
             "Steps re-run although their inputs, parameters and code are unchanged (otherwise "
             "they are not): true re-runs every step, train,evaluate re-runs those."
         ),
     )
     experiment_name: str = Field(
-        "nyc_airbnb_price", min_length=1, description="The MLflow experiment of every run."
+        default="nyc_airbnb_price", min_length=1, description="The MLflow experiment of every run."
     )
-    registered_model: RegisteredModel
+    registered_model: str = registered_model_field()
     env_manager: Literal["local", "conda", "virtualenv", "uv"] = Field(
-        "local",
+        default="local",
         description="Where the MLflow entry points run: this interpreter, conda, virtualenv or uv.",
     )
     backend: Literal["local", "warm-fork"] = Field(
-        "warm-fork",
+        default="warm-fork",
         description=(
             "How each entry point's process starts (MLflow project backend): warm-fork forks it "
             "from a server that has the libraries imported already (warm_backend; ~0.2 s instead "
@@ -130,10 +129,12 @@ _BACKEND_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 class TrackingServerConfig(Settings):
     """The shared tracking server (deployments/tracking_server.py, `make mlflow-server`)."""
 
-    host: str = Field("127.0.0.1", min_length=1, description="Address the server listens on.")
-    port: int = Field(5000, ge=1, le=65535, description="Port the server listens on.")
+    host: str = Field(
+        default="127.0.0.1", min_length=1, description="Address the server listens on."
+    )
+    port: int = Field(default=5000, ge=1, le=65535, description="Port the server listens on.")
     backend_store_uri: str | None = Field(
-        None,
+        default=None,
         description=(
             "null: SQLite at ./mlruns/server/mlflow.db; for a team, "
             "postgresql://USER@HOST:5432/DB (the password from PGPASSWORD or ~/.pgpass, never "
@@ -141,16 +142,18 @@ class TrackingServerConfig(Settings):
         ),
     )
     artifacts_destination: str | None = Field(
-        None,
+        default=None,
         description=(
             "Where the server keeps the artifacts it serves (--serve-artifacts): null: "
             "./mlruns/server/artifacts; oss://BUCKET/PREFIX (OSS_* credentials in the server's "
             "environment or .env) or s3://BUCKET/PREFIX (needs boto3 where it runs)."
         ),
     )
-    workers: int = Field(2, ge=1, le=64, description="Request-handling processes (uvicorn).")
+    workers: int = Field(
+        default=2, ge=1, le=64, description="Request-handling processes (uvicorn)."
+    )
     allowed_hosts: str | None = Field(
-        None,
+        default=None,
         description=(
             "Host headers answered beyond localhost and private addresses (comma-separated, "
             "e.g. mlflow.example.org), for clients that reach the server by a public name."
@@ -189,7 +192,7 @@ class TrackingConfig(Settings):
     """Where runs, models and the registry are recorded."""
 
     uri: str | None = Field(
-        None,
+        default=None,
         description=(
             "null: a SQLite store under ./mlruns of the working directory (the registry needs "
             "SQL); http(s)://host:port: a shared tracking server, so workers on other machines "
@@ -262,10 +265,10 @@ class CIConfig(Settings):
     report."""
 
     main_branch: str = Field(
-        "main", min_length=1, description="The branch that promotes; any other dry-runs."
+        default="main", min_length=1, description="The branch that promotes; any other dry-runs."
     )
     branch_env_vars: tuple[str, ...] = Field(
-        ("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME"),
+        default=("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME"),
         description=(
             "The branch is the first of these variables that is set (GitHub Actions, GitLab CI, "
             "Jenkins), else `git rev-parse --abbrev-ref HEAD`; a detached HEAD with none of "
@@ -273,14 +276,14 @@ class CIConfig(Settings):
         ),
     )
     branch: str | None = Field(
-        None,
+        default=None,
         description=(
             "The branch, given outright (e.g. ci.branch=main for a scheduled deployment): wins "
             "over the variables and git."
         ),
     )
     report_path: str = Field(
-        "ci-report.md",
+        default="ci-report.md",
         min_length=1,
         description="The markdown report (also appended to $GITHUB_STEP_SUMMARY when set).",
     )
@@ -289,11 +292,17 @@ class CIConfig(Settings):
 class TaskConfig(Settings):
     """Retry policy and time limit of every step task: delays grow delay * backoff**attempt."""
 
-    retries: int = Field(2, ge=0, le=10, description="Retries of a step after a transient failure.")
-    retry_delay_s: float = Field(2.0, ge=0, description="Delay before the first retry (seconds).")
-    retry_backoff: float = Field(2.0, ge=1, description="Factor each further delay grows by.")
-    retry_jitter: float = Field(0.5, ge=0, description="Random share added to each delay.")
-    timeout_s: float = Field(1800, gt=0, description="Most seconds one step may run.")
+    retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of a step after a transient failure."
+    )
+    retry_delay_s: float = Field(
+        default=2.0, ge=0, description="Delay before the first retry (seconds)."
+    )
+    retry_backoff: float = Field(
+        default=2.0, ge=1, description="Factor each further delay grows by."
+    )
+    retry_jitter: float = Field(default=0.5, ge=0, description="Random share added to each delay.")
+    timeout_s: float = Field(default=1800, gt=0, description="Most seconds one step may run.")
 
     def retry_delays(self) -> list[float]:
         return [self.retry_delay_s * self.retry_backoff**attempt for attempt in range(self.retries)]
@@ -303,7 +312,7 @@ class DaskConfig(Settings):
     """Where a sweep's variants run (flows/sweep.py): Prefect's DaskTaskRunner (prefect-dask)."""
 
     address: str | None = Field(
-        None,
+        default=None,
         description=(
             "null: a temporary local cluster of n_workers workers; tcp://HOST:8786: an existing "
             "cluster's scheduler (its workers need this project installed and PREFECT_API_URL; "
@@ -311,10 +320,10 @@ class DaskConfig(Settings):
             "server)."
         ),
     )
-    n_workers: int = Field(2, ge=1, le=256, description="Workers of a local cluster.")
-    threads_per_worker: int = Field(1, ge=1, le=64, description="Threads of each worker.")
+    n_workers: int = Field(default=2, ge=1, le=256, description="Workers of a local cluster.")
+    threads_per_worker: int = Field(default=1, ge=1, le=64, description="Threads of each worker.")
     processes: bool = Field(
-        False,
+        default=False,
         description=(
             "A local cluster's workers: threads of the flow's process (false: every step is its "
             "own process anyway, forked from the flow's warm server) or processes of their own "
@@ -322,7 +331,7 @@ class DaskConfig(Settings):
         ),
     )
     step_threads: Annotated[int, Field(ge=1, le=256)] | None = Field(
-        None,
+        default=None,
         description=(
             "Math-library threads of each variant step (OpenMP, MKL, OpenBLAS, joblib's "
             "n_jobs=-1): null shares this machine's cores among a local cluster's workers and "
@@ -347,7 +356,7 @@ class SweepConfig(Settings):
     """Variants of the model settings trained side by side (`python -m flows.sweep`)."""
 
     variants: tuple[tuple[str, ...], ...] = Field(
-        (),
+        default=(),
         description=(
             "Each variant a list of Hydra overrides of the model settings (conf/sweep/ names "
             "them; `--multirun model=a,b model.alpha=x,y` makes them from the command line); "
@@ -355,7 +364,7 @@ class SweepConfig(Settings):
         ),
     )
     max_variants: int = Field(
-        32,
+        default=32,
         ge=1,
         description="The sweep refuses more variants than this: too many is usually a typo.",
     )
@@ -366,11 +375,12 @@ class WandbConfig(Settings):
     """The Weights & Biases mirror of each step's metrics and artifacts."""
 
     mode: Literal["online", "offline", "disabled"] = Field(
-        "offline", description="online, offline (files only) or disabled."
+        default="offline", description="online, offline (files only) or disabled."
     )
-    project: str = Field("nyc_airbnb_price", min_length=1, description="The W&B project.")
+    project: str = Field(default="nyc_airbnb_price", min_length=1, description="The W&B project.")
     group: str | None = Field(
-        None, description="null: one group per pipeline run, named after the parent MLflow run."
+        default=None,
+        description="null: one group per pipeline run, named after the parent MLflow run.",
     )
 
 

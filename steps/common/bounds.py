@@ -16,19 +16,23 @@ class CleaningBounds(Settings):
 
     model_config = ConfigDict(allow_inf_nan=False)
 
-    min_price: float = Field(10, ge=0, description="Lowest nightly price kept (USD, inclusive).")
-    max_price: float = Field(350, gt=0, description="Highest nightly price kept (USD, inclusive).")
+    min_price: float = Field(
+        default=10, ge=0, description="Lowest nightly price kept (USD, inclusive)."
+    )
+    max_price: float = Field(
+        default=350, gt=0, description="Highest nightly price kept (USD, inclusive)."
+    )
     min_longitude: float = Field(
-        -74.25, ge=-180, le=180, description="West edge of the NYC bounding box (degrees)."
+        default=-74.25, ge=-180, le=180, description="West edge of the NYC bounding box (degrees)."
     )
     max_longitude: float = Field(
-        -73.50, ge=-180, le=180, description="East edge of the NYC bounding box (degrees)."
+        default=-73.50, ge=-180, le=180, description="East edge of the NYC bounding box (degrees)."
     )
     min_latitude: float = Field(
-        40.50, ge=-90, le=90, description="South edge of the NYC bounding box (degrees)."
+        default=40.50, ge=-90, le=90, description="South edge of the NYC bounding box (degrees)."
     )
     max_latitude: float = Field(
-        40.92, ge=-90, le=90, description="North edge of the NYC bounding box (degrees)."
+        default=40.92, ge=-90, le=90, description="North edge of the NYC bounding box (degrees)."
     )
 
     @model_validator(mode="after")

@@ -22,27 +22,27 @@ class SourceSettings(Settings):
     (docs/source_limits.md)."""
 
     source: str = Field(
-        "demo",
+        default="demo",
         min_length=1,
         description=(
             "demo (generated listings), a local path to listings.csv[.gz], file://, http(s):// "
             "or oss://BUCKET/PREFIX; credentials only through ${oc.env:NAME} references."
         ),
     )
-    demo_rows: int = Field(20000, ge=1, description="Rows of the generated demo listings.")
-    demo_seed: int = Field(42, ge=0, description="Seed of the generated demo listings.")
-    compression: Compression = Field("zstd", description="Parquet compression of raw_data.")
+    demo_rows: int = Field(default=20000, ge=1, description="Rows of the generated demo listings.")
+    demo_seed: int = Field(default=42, ge=0, description="Seed of the generated demo listings.")
+    compression: Compression = Field(default="zstd", description="Parquet compression of raw_data.")
     http_timeout_s: float = Field(
-        60, gt=0, description="Network timeout of one HTTP(S) or OSS request (seconds)."
+        default=60, gt=0, description="Network timeout of one HTTP(S) or OSS request (seconds)."
     )
     max_source_mb: float = Field(
-        4096,
+        default=4096,
         gt=0,
         le=1_048_576,
         description="Most MB downloaded, and most MB of CSV read after decompression.",
     )
     max_compression_ratio: float = Field(
-        100,
+        default=100,
         gt=1,
         le=100_000,
         description=(
@@ -50,7 +50,7 @@ class SourceSettings(Settings):
         ),
     )
     download_deadline_s: float = Field(
-        1200,
+        default=1200,
         gt=0,
         le=604_800,
         description="Seconds a whole HTTP(S) or OSS download may take, however steadily it drips.",
@@ -61,7 +61,7 @@ class GetDataParams(SourceSettings):
     """Entry point `get_data`."""
 
     source_sha256: str = Field(
-        "",
+        default="",
         description=(
             "The digest the flow fingerprinted the source with (its cache key); empty: none."
         ),
@@ -72,7 +72,7 @@ class CleaningSettings(CleaningBounds):
     """The cleaning rules: the bounds, and how much of the source they may reject."""
 
     max_drop_fraction: float = Field(
-        0.5,
+        default=0.5,
         ge=0,
         le=1,
         description=(

@@ -11,11 +11,19 @@ from steps.common.settings import Settings
 class SplitSettings(Settings):
     """Stratified, seeded train/validation/test shares."""
 
-    test_size: float = Field(0.2, gt=0, lt=1, description="Share of the rows held out for test.")
-    val_size: float = Field(0.2, gt=0, lt=1, description="Share of the rows for validation.")
-    seed: int = Field(42, ge=0, description="Seed of the split: the same seed, the same split.")
+    test_size: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of the rows held out for test."
+    )
+    val_size: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of the rows for validation."
+    )
+    seed: int = Field(
+        default=42, ge=0, description="Seed of the split: the same seed, the same split."
+    )
     stratify_by: str = Field(
-        "neighbourhood_group", min_length=1, description="Column whose mix every split keeps."
+        default="neighbourhood_group",
+        min_length=1,
+        description="Column whose mix every split keeps.",
     )
 
     @model_validator(mode="after")

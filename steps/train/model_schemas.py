@@ -36,13 +36,13 @@ class ModelSchema(Settings):
     )
 
     log_target: bool = Field(
-        True,
+        default=True,
         description=(
             "Fit on log1p(price) and map predictions back with expm1: prices are right-skewed."
         ),
     )
     tfidf_max_features: int = Field(
-        200, ge=1, description="Words of the listing name kept by the TF-IDF features."
+        default=200, ge=1, description="Words of the listing name kept by the TF-IDF features."
     )
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -63,11 +63,13 @@ class TorchLassoSchema(ModelSchema):
     """L1-regularised linear regression in torch (exact zeros), on the shared preprocessing."""
 
     name: Literal["torch_lasso"] = "torch_lasso"
-    alpha: float = Field(0.001, gt=0, description="L1 strength on standardized features.")
-    max_iter: int = Field(2000, ge=1, description="Most coordinate-descent sweeps per fit.")
-    tol: float = Field(1e-6, gt=0, description="Stop when no coefficient moves more than this.")
+    alpha: float = Field(default=0.001, gt=0, description="L1 strength on standardized features.")
+    max_iter: int = Field(default=2000, ge=1, description="Most coordinate-descent sweeps per fit.")
+    tol: float = Field(
+        default=1e-6, gt=0, description="Stop when no coefficient moves more than this."
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="Where to fit: auto takes CUDA when present, else the CPU."
+        default="auto", description="Where to fit: auto takes CUDA when present, else the CPU."
     )
 
     def regressor(self) -> RegressorMixin:
@@ -81,25 +83,30 @@ class RandomForestSchema(ModelSchema):
 
     name: Literal["random_forest"] = "random_forest"
     log_target: bool = Field(
-        False,
+        default=False,
         description=(
             "Fit on log1p(price) and map predictions back with expm1: prices are right-skewed."
         ),
     )
     tfidf_max_features: int = Field(
-        5, ge=1, description="Words of the listing name kept by the TF-IDF features."
+        default=5, ge=1, description="Words of the listing name kept by the TF-IDF features."
     )
-    n_estimators: int = Field(100, ge=1, description="Trees in the forest.")
+    n_estimators: int = Field(default=100, ge=1, description="Trees in the forest.")
     max_depth: Annotated[int, Field(ge=1)] | None = Field(
-        15, description="Deepest a tree grows; null: until the leaves are pure."
+        default=15, description="Deepest a tree grows; null: until the leaves are pure."
     )
-    min_samples_split: int = Field(4, ge=2, description="Fewest rows a node needs to be split.")
-    min_samples_leaf: int = Field(3, ge=1, description="Fewest rows in a leaf.")
+    min_samples_split: int = Field(
+        default=4, ge=2, description="Fewest rows a node needs to be split."
+    )
+    min_samples_leaf: int = Field(default=3, ge=1, description="Fewest rows in a leaf.")
     max_features: Annotated[float, Field(gt=0, le=1)] | Literal["sqrt", "log2"] | None = Field(
-        0.5, description="Share of the features each split considers (or sqrt, log2; null: all)."
+        default=0.5,
+        description="Share of the features each split considers (or sqrt, log2; null: all).",
     )
-    n_jobs: int = Field(-1, description="Trees fitted in parallel (-1: every core).")
-    random_state: int = Field(42, description="Seed of the bootstrap and the feature draws.")
+    n_jobs: int = Field(default=-1, description="Trees fitted in parallel (-1: every core).")
+    random_state: int = Field(
+        default=42, description="Seed of the bootstrap and the feature draws."
+    )
 
     def regressor(self) -> RegressorMixin:
         from sklearn.ensemble import RandomForestRegressor
@@ -112,27 +119,33 @@ class HistGradientBoostingSchema(ModelSchema):
     chosen on the validation split only (python -m benchmarks.model_quality)."""
 
     name: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
-    learning_rate: float = Field(0.05, gt=0, description="Shrinkage of each tree's contribution.")
-    max_iter: int = Field(600, ge=1, description="Most boosting iterations (trees).")
+    learning_rate: float = Field(
+        default=0.05, gt=0, description="Shrinkage of each tree's contribution."
+    )
+    max_iter: int = Field(default=600, ge=1, description="Most boosting iterations (trees).")
     max_leaf_nodes: Annotated[int, Field(ge=2)] | None = Field(
-        31, description="Most leaves per tree; null: no limit."
+        default=31, description="Most leaves per tree; null: no limit."
     )
     max_depth: Annotated[int, Field(ge=1)] | None = Field(
-        None, description="Deepest a tree grows; null: limited by max_leaf_nodes only."
+        default=None, description="Deepest a tree grows; null: limited by max_leaf_nodes only."
     )
-    min_samples_leaf: int = Field(20, ge=1, description="Fewest rows in a leaf.")
-    l2_regularization: float = Field(0.0, ge=0, description="L2 penalty on the leaf values.")
+    min_samples_leaf: int = Field(default=20, ge=1, description="Fewest rows in a leaf.")
+    l2_regularization: float = Field(
+        default=0.0, ge=0, description="L2 penalty on the leaf values."
+    )
     max_features: float = Field(
-        1.0, gt=0, le=1, description="Share of the features each split considers."
+        default=1.0, gt=0, le=1, description="Share of the features each split considers."
     )
     early_stopping: Literal["auto"] | bool = Field(
-        "auto",
+        default="auto",
         description=(
             "Stop when the held-out score stops improving; auto: on (holding out 10 % of the "
             "training rows) from 10,000 training rows up."
         ),
     )
-    random_state: int = Field(42, description="Seed of the early-stopping hold-out and binning.")
+    random_state: int = Field(
+        default=42, description="Seed of the early-stopping hold-out and binning."
+    )
 
     def regressor(self) -> RegressorMixin:
         from sklearn.ensemble import HistGradientBoostingRegressor

@@ -30,7 +30,10 @@ def main(params: DataCheckParams) -> None:
         )
         with WandbMirror("data_check", params.model_dump(), run.info.run_id) as mirror:
             report = validate_listings(
-                frame, schema, params.reference_distribution, params.kl_threshold
+                frame,
+                schema,
+                {str(group): share for group, share in params.reference_distribution.items()},
+                params.kl_threshold,
             )
             metrics = {"rows_checked": float(report.rows), "kl_divergence": report.kl_divergence}
             mlflow.log_metrics(metrics)

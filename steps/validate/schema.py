@@ -25,10 +25,14 @@ AB_NYC_2019_SHARES: dict[Borough, float] = {
 class DataCheckSettings(Settings):
     """The data contract's row window and the drift check on where the listings are."""
 
-    min_rows: int = Field(500, ge=1, description="Fewest cleaned rows the pipeline trains on.")
-    max_rows: int = Field(5_000_000, ge=1, description="Most cleaned rows the pipeline accepts.")
+    min_rows: int = Field(
+        default=500, ge=1, description="Fewest cleaned rows the pipeline trains on."
+    )
+    max_rows: int = Field(
+        default=5_000_000, ge=1, description="Most cleaned rows the pipeline accepts."
+    )
     kl_threshold: float = Field(
-        0.2,
+        default=0.2,
         gt=0,
         description=(
             "KL(observed || reference) of neighbourhood_group above this stops the pipeline."
