@@ -101,7 +101,7 @@ def _help(field: FieldInfo) -> str:
         text += f" [default: {field.get_default(call_default_factory=True)!r}]"
     if not is_scalar(field.annotation):
         text += " (JSON)"
-    return text
+    return text.replace("%", "%%")  # argparse formats help with %
 
 
 def params_parser(
