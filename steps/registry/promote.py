@@ -62,7 +62,7 @@ def score(model_uri: str, test: pd.DataFrame) -> dict[str, float]:
 
 
 def compare(
-    args: PromoteParams,
+    params: PromoteParams,
     gate: dict[str, dict[str, float]],
     candidate: dict[str, float],
     champion_uri: str | None,
@@ -75,23 +75,23 @@ def compare(
     return decide(
         candidate,
         champion,
-        metric=args.metric,
-        direction=args.direction,
-        min_relative_improvement=args.min_relative_improvement,
+        metric=params.metric,
+        direction=params.direction,
+        min_relative_improvement=params.min_relative_improvement,
         gate=gate,
     )
 
 
-def main(args: PromoteParams) -> None:
-    name, alias, challenger = args.registered_model, args.alias, args.challenger_alias
-    gate = args.gate_bounds()
-    dry_run = args.dry_run
+def main(params: PromoteParams) -> None:
+    name, alias, challenger = params.registered_model, params.alias, params.challenger_alias
+    gate = params.gate_bounds()
+    dry_run = params.dry_run
 
     with step_run() as run, scratch_dir() as work:
         flow_run_id = run.data.tags.get("prefect.flow_run_id")
         mlflow.set_tag("promotion.dry_run", str(dry_run).lower())
-        test = read_table(download_input(args.test_data, work))
-        candidate = score(args.model, test)
+        test = read_table(download_input(params.test_data, work))
+        candidate = score(params.model, test)
         mlflow.log_metrics({f"candidate_{key}": value for key, value in candidate.items()})
         failures = gate_failures(candidate, gate)
         if failures:
@@ -106,25 +106,25 @@ def main(args: PromoteParams) -> None:
             )
             return
         if dry_run:
-            _dry_run(args, name, alias, gate, candidate, test)
+            _dry_run(params, name, alias, gate, candidate, test)
             return
 
         lock = PromotionLock(
             name,
             run.info.run_id,
-            timeout_s=args.lock_timeout_s,
-            lease_s=args.lock_lease_s,
+            timeout_s=params.lock_timeout_s,
+            lease_s=params.lock_lease_s,
             prefect_flow_run_id=flow_run_id,
         )
         with lock.held():
             mlflow.log_metric("lock_wait_s", lock.waited_s)
             failpoint("promote.locked")
             recover(name, lock.fence)
-            _promote_locked(args, name, alias, challenger, gate, candidate, test, run, lock)
+            _promote_locked(params, name, alias, challenger, gate, candidate, test, run, lock)
 
 
 def _promote_locked(
-    args: PromoteParams,
+    params: PromoteParams,
     name: str,
     alias: str,
     challenger: str,
@@ -135,15 +135,15 @@ def _promote_locked(
     lock: PromotionLock,
 ) -> None:
     """Register, compare and move, all under the lock: nobody else moves the aliases meanwhile."""
-    training_run = mlflow.models.get_model_info(args.model).run_id
+    training_run = mlflow.models.get_model_info(params.model).run_id
     lock.fence()
     version, created = register_once(
-        args.model,
+        params.model,
         name,
         training_run,
         review_tags(training_run, candidate)
-        | {"promote_run_id": run.info.run_id, "test_data": args.test_data},
-        args.ready_timeout_s,
+        | {"promote_run_id": run.info.run_id, "test_data": params.test_data},
+        params.ready_timeout_s,
     )
     failpoint("promote.registered")
     candidate_version = str(version.version)
@@ -155,14 +155,14 @@ def _promote_locked(
     champion_uri = f"models:/{name}@{alias}"
     if champion_version == candidate_version:
         verdict = Verdict(
-            False, f"version {candidate_version} is already the {alias}", candidate[args.metric]
+            False, f"version {candidate_version} is already the {alias}", candidate[params.metric]
         )
         _report(
             verdict, candidate_version, champion_version, champion_uri, outcome="already_champion"
         )
         return
     verdict = compare(
-        args,
+        params,
         gate,
         candidate,
         f"models:/{name}/{champion_version}" if champion_version else None,
@@ -174,7 +174,7 @@ def _promote_locked(
         alias=alias if verdict.promote else challenger,
         from_version=aliases_now[alias if verdict.promote else challenger],
         to_version=candidate_version,
-        metric=args.metric,
+        metric=params.metric,
         candidate_score=verdict.candidate_score,
         champion_score=verdict.champion_score,
         reason=verdict.reason,
@@ -188,7 +188,7 @@ def _promote_locked(
             history=read_history(name),
             aliases_now=aliases_now,
             challenger_alias=challenger,
-            use_stages=args.use_stages,
+            use_stages=params.use_stages,
         )
         commit(name, intent, lock.fence)
     _report(
@@ -201,7 +201,7 @@ def _promote_locked(
 
 
 def _dry_run(
-    args: PromoteParams,
+    params: PromoteParams,
     name: str,
     alias: str,
     gate: dict[str, dict[str, float]],
@@ -210,12 +210,12 @@ def _dry_run(
 ) -> None:
     """The verdict a real promotion would reach now, with the registry left exactly as it is."""
     champion_version = alias_version(name, alias)
-    training_run = mlflow.models.get_model_info(args.model).run_id
+    training_run = mlflow.models.get_model_info(params.model).run_id
     registered = version_of_run(name, training_run) if champion_version else None
     champion_uri = f"models:/{name}@{alias}"
     if registered is not None and str(registered.version) == champion_version:
         verdict = Verdict(
-            False, f"version {champion_version} is already the {alias}", candidate[args.metric]
+            False, f"version {champion_version} is already the {alias}", candidate[params.metric]
         )
         _report(
             verdict,
@@ -226,7 +226,7 @@ def _dry_run(
             dry_run=True,
         )
         return
-    verdict = compare(args, gate, candidate, champion_uri if champion_version else None, test)
+    verdict = compare(params, gate, candidate, champion_uri if champion_version else None, test)
     _report(
         verdict,
         None,

@@ -34,10 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_target(name: str, alias: str, current: str, to_version: int) -> str:
     client = mlflow.MlflowClient()
-    if to_version < 0:
-        raise ConfigurationError(
-            f"--to-version must be a positive version number, got {to_version}"
-        )
     if to_version:
         target = str(to_version)
         try:
@@ -56,14 +52,14 @@ def resolve_target(name: str, alias: str, current: str, to_version: int) -> str:
     return previous
 
 
-def main(args: RollbackParams) -> None:
-    name, alias, challenger = args.registered_model, args.alias, args.challenger_alias
+def main(params: RollbackParams) -> None:
+    name, alias, challenger = params.registered_model, params.alias, params.challenger_alias
     with step_run() as run:
         lock = PromotionLock(
             name,
             run.info.run_id,
-            timeout_s=args.lock_timeout_s,
-            lease_s=args.lock_lease_s,
+            timeout_s=params.lock_timeout_s,
+            lease_s=params.lock_lease_s,
             prefect_flow_run_id=run.data.tags.get("prefect.flow_run_id"),
         )
         with lock.held():
@@ -71,7 +67,7 @@ def main(args: RollbackParams) -> None:
             current = alias_version(name, alias)
             if current is None:
                 raise PreconditionError(f"{name} has no {alias}; there is nothing to roll back")
-            target = resolve_target(name, alias, current, args.to_version)
+            target = resolve_target(name, alias, current, params.to_version)
             if target == current:
                 publish_note("verdict", f"version {target} already is the {alias}; nothing changed")
                 return
@@ -90,7 +86,7 @@ def main(args: RollbackParams) -> None:
                 history=read_history(name),
                 aliases_now={alias: current, challenger: alias_version(name, challenger)},
                 challenger_alias=challenger,
-                use_stages=args.use_stages,
+                use_stages=params.use_stages,
             )
             entry = commit(name, intent, lock.fence)
         publish_output("model_version", f"models:/{name}/{target}")
