@@ -384,13 +384,9 @@ class WandbConfig(Settings):
     )
 
 
-# The `model` section's schemas, by name (steps/train/model_schemas.py); the sweep reads it.
+# The registry of the `model` section's schemas (steps/train/model_schemas.py), under the name
+# flows/sweep_plan.py imports it by; not a second map.
 MODEL_CONFIGS = MODEL_SCHEMAS
-ModelConfig = ModelSettings
-CleaningConfig = CleaningSettings
-DataCheckConfig = DataCheckSettings
-SplitConfig = SplitSettings
-PromotionConfig = PromotionSettings
 
 
 class PipelineConfig(Settings):
