@@ -143,6 +143,24 @@ def test_configuration_reference_is_generated_from_the_schemas() -> None:
     assert config_reference.main(["--check"]) == 0
 
 
+def test_every_setting_has_a_description() -> None:
+    """The descriptions are the reference, the --help text and the run form's labels."""
+    schemas = [
+        schema
+        for name, field in PipelineConfig.model_fields.items()
+        if name != "model" and isinstance(field.annotation, type)
+        for _, schema in config_reference.sections(field.annotation, name)
+    ]
+    schemas += [*MODEL_SCHEMAS.values(), *(entry.params for entry in ENTRY_POINTS)]
+    missing = [
+        f"{schema.__name__}.{name}"
+        for schema in schemas
+        for name, field in schema.model_fields.items()
+        if name != "name" and not field.description
+    ]
+    assert not missing, f"settings without a description: {missing}"
+
+
 @pytest.mark.parametrize("entry", ENTRY_POINTS, ids=lambda entry: entry.name)
 def test_mlproject_defaults_are_the_schema_defaults(entry: EntryPoint) -> None:
     """What `mlflow run -e NAME` passes for a parameter left out parses to the schema default."""
