@@ -69,7 +69,7 @@ def split_data(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
     from steps.split.splitting import split_listings
 
     config = load_config([])
-    clean, _ = clean_listings(frame, **config.cleaning.bounds())
+    clean, _ = clean_listings(frame, config.cleaning)
     return split_listings(clean, **config.split.model_dump())
 
 

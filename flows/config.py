@@ -1,5 +1,10 @@
 """The pipeline's configuration: composed from conf/ by Hydra once, validated before any work.
 
+`PipelineConfig` is composed of the steps' own schemas (steps/*/schema.py,
+steps/train/model_schemas.py) and the flow's sections below; Hydra starts from their defaults,
+so conf/*.yaml hold only the values that differ. docs/configuration.md is generated from them
+(`python -m flows.config_reference`).
+
 Everything below the flow receives plain, validated values from here. An unknown key or a bad
 value raises `ConfigError` with one line per problem, naming the key and what is allowed.
 """
@@ -13,12 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 
 from flows.pipeline_steps import STEP_NAMES
+from steps.common.settings import Settings
 from steps.common.url_secrets import (
     ENV_REFERENCE,
     HOW_TO_PASS,
@@ -29,17 +36,17 @@ from steps.common.url_secrets import (
     refusal,
     resolve_env_references,
 )
+from steps.ingest.schema import CleaningSettings, SourceSettings
+from steps.registry.schema import PromotionSettings, registered_model_field
+from steps.split.schema import SplitSettings
+from steps.train.model_schemas import MODEL_SCHEMAS, ModelSettings, TorchLassoSchema
+from steps.validate.schema import DataCheckSettings
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
 
 class ConfigError(ValueError):
     """The configuration cannot run; the message says which key and what to change."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _step_list(value: Any) -> list[str]:
@@ -54,13 +61,40 @@ def _step_list(value: Any) -> list[str]:
     return names
 
 
-class MainConfig(_Strict):
-    steps: tuple[str, ...]
-    force: tuple[str, ...] = ()
-    experiment_name: Annotated[str, Field(min_length=1)]
-    registered_model: Annotated[str, Field(pattern=_NAME)]
-    env_manager: Literal["local", "conda", "virtualenv", "uv"]
-    backend: Literal["local", "warm-fork"] = "warm-fork"
+class MainConfig(Settings):
+    """What the pipeline runs, where it records it, and how each step's process starts."""
+
+    steps: tuple[str, ...] = Field(
+        default=STEP_NAMES,
+        description=(
+            '"all", or a subset in pipeline order; steps left out reuse their latest finished '
+            "outputs."
+        ),
+    )
+    force: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Steps re-run although their inputs, parameters and code are unchanged (otherwise "
+            "they are not): true re-runs every step, train,evaluate re-runs those."
+        ),
+    )
+    experiment_name: str = Field(
+        default="nyc_airbnb_price", min_length=1, description="The MLflow experiment of every run."
+    )
+    registered_model: str = registered_model_field()
+    env_manager: Literal["local", "conda", "virtualenv", "uv"] = Field(
+        default="local",
+        description="Where the MLflow entry points run: this interpreter, conda, virtualenv or uv.",
+    )
+    backend: Literal["local", "warm-fork"] = Field(
+        default="warm-fork",
+        description=(
+            "How each entry point's process starts (MLflow project backend): warm-fork forks it "
+            "from a server that has the libraries imported already (warm_backend; ~0.2 s instead "
+            "of ~5 s per step); local starts `mlflow run` and a fresh interpreter. Other "
+            "env_managers use local."
+        ),
+    )
 
     @field_validator("steps", mode="before")
     @classmethod
@@ -92,16 +126,39 @@ class MainConfig(_Strict):
 _BACKEND_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 
 
-class TrackingServerConfig(_Strict):
+class TrackingServerConfig(Settings):
     """The shared tracking server (deployments/tracking_server.py, `make mlflow-server`)."""
 
-    host: Annotated[str, Field(min_length=1)]
-    port: Annotated[int, Field(ge=1, le=65535)]
-    # None: SQLite beside the working directory (deployments/tracking_server.py says where).
-    backend_store_uri: str | None = None
-    artifacts_destination: str | None = None
-    workers: Annotated[int, Field(ge=1, le=64)]
-    allowed_hosts: str | None = None
+    host: str = Field(
+        default="127.0.0.1", min_length=1, description="Address the server listens on."
+    )
+    port: int = Field(default=5000, ge=1, le=65535, description="Port the server listens on.")
+    backend_store_uri: str | None = Field(
+        default=None,
+        description=(
+            "null: SQLite at ./mlruns/server/mlflow.db; for a team, "
+            "postgresql://USER@HOST:5432/DB (the password from PGPASSWORD or ~/.pgpass, never "
+            "from here)."
+        ),
+    )
+    artifacts_destination: str | None = Field(
+        default=None,
+        description=(
+            "Where the server keeps the artifacts it serves (--serve-artifacts): null: "
+            "./mlruns/server/artifacts; oss://BUCKET/PREFIX (OSS_* credentials in the server's "
+            "environment or .env) or s3://BUCKET/PREFIX (needs boto3 where it runs)."
+        ),
+    )
+    workers: int = Field(
+        default=2, ge=1, le=64, description="Request-handling processes (uvicorn)."
+    )
+    allowed_hosts: str | None = Field(
+        default=None,
+        description=(
+            "Host headers answered beyond localhost and private addresses (comma-separated, "
+            "e.g. mlflow.example.org), for clients that reach the server by a public name."
+        ),
+    )
 
     @field_validator("backend_store_uri")
     @classmethod
@@ -131,9 +188,21 @@ class TrackingServerConfig(_Strict):
         return value
 
 
-class TrackingConfig(_Strict):
-    uri: str | None = None
-    server: TrackingServerConfig
+class TrackingConfig(Settings):
+    """Where runs, models and the registry are recorded."""
+
+    uri: str | None = Field(
+        default=None,
+        description=(
+            "null: a SQLite store under ./mlruns of the working directory (the registry needs "
+            "SQL); http(s)://host:port: a shared tracking server, so workers on other machines "
+            "need only this URL."
+        ),
+    )
+    server: TrackingServerConfig = Field(
+        default_factory=TrackingServerConfig,
+        description="The shared tracking server `make mlflow-server` starts.",
+    )
 
 
 def _check_resolved_source(value: str) -> None:
@@ -157,16 +226,9 @@ def _check_resolved_source(value: str) -> None:
             raise ValueError("oss:// needs a bucket: oss://BUCKET/PREFIX")
 
 
-class DataConfig(_Strict):
-    source: Annotated[str, Field(min_length=1)]
-    demo_rows: Annotated[int, Field(ge=1)]
-    demo_seed: Annotated[int, Field(ge=0)]
-    compression: Literal["zstd", "snappy", "gzip", "lz4", "brotli", "none"]
-    http_timeout_s: Annotated[float, Field(gt=0)]
-    # Bounds on an untrusted source (docs/source_limits.md); defaults as in conf/config.yaml.
-    max_source_mb: Annotated[float, Field(gt=0, le=1_048_576)] = 4096
-    max_compression_ratio: Annotated[float, Field(gt=1, le=100_000)] = 100
-    download_deadline_s: Annotated[float, Field(gt=0, le=604_800)] = 1200
+class DataConfig(SourceSettings):
+    """get_data's settings (steps/ingest/schema.py), and the checks on the source that need the
+    flow's environment: it is the step's, and a refusal here comes before any work."""
 
     @field_validator("source")
     @classmethod
@@ -198,126 +260,84 @@ class DataConfig(_Strict):
         return str((base / Path(self.source).expanduser()).resolve())
 
 
-class CleaningConfig(_Strict):
-    min_price: Annotated[float, Field(ge=0)]
-    max_price: Annotated[float, Field(gt=0)]
-    min_longitude: Annotated[float, Field(ge=-180, le=180)]
-    max_longitude: Annotated[float, Field(ge=-180, le=180)]
-    min_latitude: Annotated[float, Field(ge=-90, le=90)]
-    max_latitude: Annotated[float, Field(ge=-90, le=90)]
-    max_drop_fraction: Annotated[float, Field(ge=0, le=1)]
+class CIConfig(Settings):
+    """The CI gate (flows/ci_gate.py, make ci-train): which branch promotes, how it is found, the
+    report."""
 
-    def bounds(self) -> dict[str, float]:
-        """The price and position bounds, which data_check verifies again."""
-        return self.model_dump(exclude={"max_drop_fraction"})
-
-    @model_validator(mode="after")
-    def _ordered(self) -> CleaningConfig:
-        for low, high in (
-            ("min_price", "max_price"),
-            ("min_longitude", "max_longitude"),
-            ("min_latitude", "max_latitude"),
-        ):
-            if getattr(self, low) >= getattr(self, high):
-                raise ValueError(f"{low} must be below {high}")
-        return self
-
-
-Borough = Literal["Bronx", "Brooklyn", "Manhattan", "Queens", "Staten Island"]
-
-
-class DataCheckConfig(_Strict):
-    min_rows: Annotated[int, Field(ge=1)]
-    max_rows: Annotated[int, Field(ge=1)]
-    kl_threshold: Annotated[float, Field(gt=0)]
-    reference_distribution: dict[Borough, Annotated[float, Field(ge=0)]]
-
-    @model_validator(mode="after")
-    def _consistent(self) -> DataCheckConfig:
-        if self.min_rows > self.max_rows:
-            raise ValueError("min_rows must not exceed max_rows")
-        if sum(self.reference_distribution.values()) <= 0:
-            raise ValueError("reference_distribution needs at least one positive share")
-        return self
+    main_branch: str = Field(
+        default="main", min_length=1, description="The branch that promotes; any other dry-runs."
+    )
+    branch_env_vars: tuple[str, ...] = Field(
+        default=("GITHUB_REF_NAME", "CI_COMMIT_BRANCH", "BRANCH_NAME"),
+        description=(
+            "The branch is the first of these variables that is set (GitHub Actions, GitLab CI, "
+            "Jenkins), else `git rev-parse --abbrev-ref HEAD`; a detached HEAD with none of "
+            "them set is not main."
+        ),
+    )
+    branch: str | None = Field(
+        default=None,
+        description=(
+            "The branch, given outright (e.g. ci.branch=main for a scheduled deployment): wins "
+            "over the variables and git."
+        ),
+    )
+    report_path: str = Field(
+        default="ci-report.md",
+        min_length=1,
+        description="The markdown report (also appended to $GITHUB_STEP_SUMMARY when set).",
+    )
 
 
-class SplitConfig(_Strict):
-    test_size: Annotated[float, Field(gt=0, lt=1)]
-    val_size: Annotated[float, Field(gt=0, lt=1)]
-    seed: Annotated[int, Field(ge=0)]
-    stratify_by: Annotated[str, Field(min_length=1)]
+class TaskConfig(Settings):
+    """Retry policy and time limit of every step task: delays grow delay * backoff**attempt."""
 
-    @model_validator(mode="after")
-    def _room_to_train(self) -> SplitConfig:
-        if self.test_size + self.val_size >= 1:
-            raise ValueError("test_size + val_size must leave rows to train on (sum below 1)")
-        return self
-
-
-class MetricBounds(_Strict):
-    min: float | None = None
-    max: float | None = None
-
-
-class PromotionConfig(_Strict):
-    alias: Annotated[str, Field(pattern=_NAME)]
-    challenger_alias: Annotated[str, Field(pattern=_NAME)]
-    metric: Literal["test_mae", "test_rmse", "test_r2"]
-    direction: Literal["minimize", "maximize"]
-    min_relative_improvement: Annotated[float, Field(ge=0)]
-    gate: dict[Literal["test_mae", "test_rmse", "test_r2"], MetricBounds]
-    use_stages: bool
-    ready_timeout_s: Annotated[float, Field(gt=0)]
-    lock_timeout_s: Annotated[float, Field(gt=0)]
-    # A dead holder's claim is reclaimed after this long without a heartbeat.
-    lock_lease_s: Annotated[float, Field(ge=2, le=60)]
-    # The same verdict, but nothing registered and no alias moved (CI off the main branch).
-    dry_run: bool = False
-
-    @model_validator(mode="after")
-    def _distinct_aliases(self) -> PromotionConfig:
-        if self.alias == self.challenger_alias:
-            raise ValueError("alias and challenger_alias must differ")
-        return self
-
-    def gate_bounds(self) -> dict[str, dict[str, float]]:
-        return {
-            metric: bounds.model_dump(exclude_none=True) for metric, bounds in self.gate.items()
-        }
-
-
-class CIConfig(_Strict):
-    """The CI gate (flows/ci_gate.py): which branch promotes, how it is found, the report."""
-
-    main_branch: Annotated[str, Field(min_length=1)]
-    # Checked in order; the first one set names the branch. Else `git rev-parse`.
-    branch_env_vars: tuple[str, ...]
-    # The branch, given outright (wins over the variables and git).
-    branch: str | None = None
-    report_path: Annotated[str, Field(min_length=1)]
-
-
-class TaskConfig(_Strict):
-    retries: Annotated[int, Field(ge=0, le=10)]
-    retry_delay_s: Annotated[float, Field(ge=0)]
-    retry_backoff: Annotated[float, Field(ge=1)]
-    retry_jitter: Annotated[float, Field(ge=0)]
-    timeout_s: Annotated[float, Field(gt=0)]
+    retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of a step after a transient failure."
+    )
+    retry_delay_s: float = Field(
+        default=2.0, ge=0, description="Delay before the first retry (seconds)."
+    )
+    retry_backoff: float = Field(
+        default=2.0, ge=1, description="Factor each further delay grows by."
+    )
+    retry_jitter: float = Field(default=0.5, ge=0, description="Random share added to each delay.")
+    timeout_s: float = Field(default=1800, gt=0, description="Most seconds one step may run.")
 
     def retry_delays(self) -> list[float]:
         return [self.retry_delay_s * self.retry_backoff**attempt for attempt in range(self.retries)]
 
 
-class DaskConfig(_Strict):
-    """Where a sweep's variants run (flows/sweep.py)."""
+class DaskConfig(Settings):
+    """Where a sweep's variants run (flows/sweep.py): Prefect's DaskTaskRunner (prefect-dask)."""
 
-    # None: a temporary local cluster; else an existing cluster's scheduler address.
-    address: str | None = None
-    n_workers: Annotated[int, Field(ge=1, le=256)]
-    threads_per_worker: Annotated[int, Field(ge=1, le=64)]
-    # Local cluster only: worker processes (True) or worker threads of the flow's process.
-    processes: bool = False
-    step_threads: Annotated[int, Field(ge=1, le=256)] | None = None
+    address: str | None = Field(
+        default=None,
+        description=(
+            "null: a temporary local cluster of n_workers workers; tcp://HOST:8786: an existing "
+            "cluster's scheduler (its workers need this project installed and PREFECT_API_URL; "
+            "the tracking URI travels with each task and must be one they can reach, i.e. a "
+            "server)."
+        ),
+    )
+    n_workers: int = Field(default=2, ge=1, le=256, description="Workers of a local cluster.")
+    threads_per_worker: int = Field(default=1, ge=1, le=64, description="Threads of each worker.")
+    processes: bool = Field(
+        default=False,
+        description=(
+            "A local cluster's workers: threads of the flow's process (false: every step is its "
+            "own process anyway, forked from the flow's warm server) or processes of their own "
+            "(true: as on a real cluster, each with its own imports and fork server)."
+        ),
+    )
+    step_threads: Annotated[int, Field(ge=1, le=256)] | None = Field(
+        default=None,
+        description=(
+            "Math-library threads of each variant step (OpenMP, MKL, OpenBLAS, joblib's "
+            "n_jobs=-1): null shares this machine's cores among a local cluster's workers and "
+            "leaves an existing cluster's steps alone. Applied by the warm-fork backend."
+        ),
+    )
 
     @field_validator("address")
     @classmethod
@@ -332,77 +352,70 @@ class DaskConfig(_Strict):
         return value
 
 
-class SweepConfig(_Strict):
-    """Variants of the model settings trained side by side (flows/sweep.py)."""
+class SweepConfig(Settings):
+    """Variants of the model settings trained side by side (`python -m flows.sweep`)."""
 
-    # Each variant is a list of Hydra overrides; checked when the sweep expands them.
-    variants: tuple[tuple[str, ...], ...] = ()
-    max_variants: Annotated[int, Field(ge=1)]
-    dask: DaskConfig
-
-
-class WandbConfig(_Strict):
-    mode: Literal["online", "offline", "disabled"]
-    project: Annotated[str, Field(min_length=1)]
-    group: str | None = None
-
-
-class _ModelBase(_Strict):
-    log_target: bool
-    tfidf_max_features: Annotated[int, Field(ge=1)]
-
-
-class TorchLassoConfig(_ModelBase):
-    name: Literal["torch_lasso"]
-    alpha: Annotated[float, Field(gt=0)]
-    max_iter: Annotated[int, Field(ge=1)]
-    tol: Annotated[float, Field(gt=0)]
-    device: Literal["auto", "cpu", "cuda"]
+    variants: tuple[tuple[str, ...], ...] = Field(
+        default=(),
+        description=(
+            "Each variant a list of Hydra overrides of the model settings (conf/sweep/ names "
+            "them; `--multirun model=a,b model.alpha=x,y` makes them from the command line); "
+            "checked when the sweep expands them."
+        ),
+    )
+    max_variants: int = Field(
+        default=32,
+        ge=1,
+        description="The sweep refuses more variants than this: too many is usually a typo.",
+    )
+    dask: DaskConfig = Field(default_factory=DaskConfig, description="Where the variants run.")
 
 
-class RandomForestConfig(_ModelBase):
-    name: Literal["random_forest"]
-    n_estimators: Annotated[int, Field(ge=1)]
-    max_depth: Annotated[int, Field(ge=1)] | None
-    min_samples_split: Annotated[int, Field(ge=2)]
-    min_samples_leaf: Annotated[int, Field(ge=1)]
-    max_features: Annotated[float, Field(gt=0, le=1)] | Literal["sqrt", "log2"] | None
-    n_jobs: int
-    random_state: int
+class WandbConfig(Settings):
+    """The Weights & Biases mirror of each step's metrics and artifacts."""
+
+    mode: Literal["online", "offline", "disabled"] = Field(
+        default="offline", description="online, offline (files only) or disabled."
+    )
+    project: str = Field(default="nyc_airbnb_price", min_length=1, description="The W&B project.")
+    group: str | None = Field(
+        default=None,
+        description="null: one group per pipeline run, named after the parent MLflow run.",
+    )
 
 
-class HistGradientBoostingConfig(_ModelBase):
-    name: Literal["hist_gradient_boosting"]
-    learning_rate: Annotated[float, Field(gt=0)]
-    max_iter: Annotated[int, Field(ge=1)]
-    max_leaf_nodes: Annotated[int, Field(ge=2)] | None
-    max_depth: Annotated[int, Field(ge=1)] | None
-    min_samples_leaf: Annotated[int, Field(ge=1)]
-    l2_regularization: Annotated[float, Field(ge=0)]
-    max_features: Annotated[float, Field(gt=0, le=1)]
-    early_stopping: Literal["auto"] | bool
-    random_state: int
+class PipelineConfig(Settings):
+    """The whole configuration: the steps' own schemas (steps/*/schema.py) and the flow's."""
+
+    main: MainConfig = Field(default_factory=MainConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    cleaning: CleaningSettings = Field(default_factory=CleaningSettings)
+    data_check: DataCheckSettings = Field(default_factory=DataCheckSettings)
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    ci: CIConfig = Field(default_factory=CIConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
+    model: ModelSettings = Field(
+        default_factory=TorchLassoSchema,
+        description="One of conf/model/ (model=NAME), with its hyperparameters.",
+    )
 
 
-ModelConfig = Annotated[
-    TorchLassoConfig | RandomForestConfig | HistGradientBoostingConfig,
-    Field(discriminator="name"),
-]
+def schema_defaults() -> dict[str, Any]:
+    """Every section's defaults but the model's, as Hydra composes them under conf/."""
+    return PipelineConfig().model_dump(mode="json", exclude={"model"})
 
 
-class PipelineConfig(_Strict):
-    main: MainConfig
-    tracking: TrackingConfig
-    data: DataConfig
-    cleaning: CleaningConfig
-    data_check: DataCheckConfig
-    split: SplitConfig
-    promotion: PromotionConfig
-    ci: CIConfig
-    task: TaskConfig
-    sweep: SweepConfig
-    wandb: WandbConfig
-    model: ModelConfig
+def _register_schema_defaults() -> None:
+    """conf/config.yaml's defaults list starts from these: every key exists (so any one can be
+    overridden) and conf/*.yaml write only the values that differ from the schemas'."""
+    store = ConfigStore.instance()
+    store.store(name="schema_defaults", node=schema_defaults())
+    for name, schema in MODEL_SCHEMAS.items():
+        store.store(group="model_defaults", name=name, node=schema().model_dump(mode="json"))
 
 
 _UNQUOTED_LIST = re.compile(r"^(?P<key>[\w.]*(steps|force))=(?P<value>[^'\"\[].*,.*)$")
@@ -441,12 +454,7 @@ def _keys_at(parent: str) -> str:
     return ", ".join(sorted(str(key) for key in node)) if node is not None else "(see conf)"
 
 
-MODEL_CONFIGS: dict[str, type[_ModelBase]] = {
-    "torch_lasso": TorchLassoConfig,
-    "random_forest": RandomForestConfig,
-    "hist_gradient_boosting": HistGradientBoostingConfig,
-}
-_MODEL_NAMES = tuple(MODEL_CONFIGS)
+_MODEL_NAMES = tuple(MODEL_SCHEMAS)
 
 
 def _explain_pydantic(error: ValidationError) -> str:
@@ -477,8 +485,10 @@ _HYDRA_LOCK = threading.Lock()
 
 
 def _compose(overrides: list[str]) -> DictConfig:
-    with _HYDRA_LOCK, initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
+    with _HYDRA_LOCK:
+        _register_schema_defaults()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=overrides)
 
 
 def _unparsable(overrides: Sequence[str]) -> str:

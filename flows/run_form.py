@@ -29,13 +29,10 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from flows.config import MODEL_CONFIGS, ConfigError, DataConfig, MainConfig
+from flows.config import ConfigError, DataConfig, MainConfig
 from flows.pipeline_steps import STEP_NAMES
 from steps.common.url_secrets import CREDENTIAL_QUERY_KEYS, refusal
-
-# The adapter to the model schemas (conf/model/ option -> its pydantic class): the one line to
-# change when they move next to the model code.
-MODEL_SCHEMAS: Mapping[str, type[BaseModel]] = MODEL_CONFIGS
+from steps.train.model_schemas import MODEL_SCHEMAS
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 # The discriminator every model schema carries: chosen by `model`, not a hyperparameter.

@@ -25,9 +25,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 
-from flows.config import MODEL_CONFIGS, ConfigError, PipelineConfig, prepare_overrides
+from flows.config import ConfigError, PipelineConfig, prepare_overrides
 from flows.pipeline_steps import VARIANT_STEPS
 from flows.runtime import compose
+from steps.train.model_schemas import MODEL_SCHEMAS
 
 MULTIRUN_FLAGS = ("--multirun", "-m")
 
@@ -139,7 +140,7 @@ def _model_of(texts: Sequence[str], default: str) -> str:
 
 def _applicable(texts: Sequence[str], model: str) -> tuple[list[str], list[str]]:
     """(overrides that apply to `model`, `model.<key>` overrides it has no setting for)."""
-    settings = MODEL_CONFIGS[model].model_fields if model in MODEL_CONFIGS else None
+    settings = MODEL_SCHEMAS[model].model_fields if model in MODEL_SCHEMAS else None
     applies, not_applicable = [], []
     for text, override in zip(texts, _parse(texts), strict=True):
         key = _key(override)
@@ -252,7 +253,7 @@ def plan_sweep(
     if unknown:
         models = sorted({variant.cfg.model.name for variant in planned})
         key = _key(_parse(unknown[:1])[0])
-        settings = sorted({f for m in models for f in MODEL_CONFIGS[m].model_fields})
+        settings = sorted({f for m in models for f in MODEL_SCHEMAS[m].model_fields})
         raise ConfigError(
             f"invalid override: unknown key '{key}': no model of the sweep "
             f"({', '.join(models)}) has it; their settings: {', '.join(settings)}"

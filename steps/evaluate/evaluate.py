@@ -15,20 +15,18 @@ from steps.common.listing_columns import TARGET
 from steps.common.listing_rows import raw_rows
 from steps.common.metrics import regression_metrics
 from steps.common.model_format import load_price_model
+from steps.common.params_cli import params_parser, with_params
 from steps.common.tables import read_table
 from steps.common.tracking import download_input, log_to_parent, scratch_dir, step_run
 from steps.common.wandb_mirror import WandbMirror
 from steps.contract import EVALUATION_PLOT_FILE
+from steps.evaluate.schema import EvaluateParams
 
 logger = logging.getLogger(__name__)
-# The evaluation plot in the run's artifacts (the flow's Prefect artifact shows it too).
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evaluate", description=__doc__)
-    parser.add_argument("--model", required=True, help="URI of the trained model output")
-    parser.add_argument("--test_data", required=True, help="URI of the test_data output")
-    return parser
+    return params_parser(EvaluateParams, "evaluate", __doc__)
 
 
 def plot_predictions(truth: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
@@ -51,11 +49,11 @@ def plot_predictions(truth: np.ndarray, predicted: np.ndarray, path: Path) -> Pa
     return path
 
 
-def main(args: argparse.Namespace) -> None:
+def main(params: EvaluateParams) -> None:
     with step_run() as run, scratch_dir() as work:
-        test = read_table(download_input(args.test_data, work))
+        test = read_table(download_input(params.test_data, work))
         # Verified before MLflow reads it: no pickle, no code from the artifact.
-        model = load_price_model(args.model)
+        model = load_price_model(params.model)
         truth = test[TARGET].to_numpy(dtype=float)
         schema = model.metadata.get_input_schema()
         columns = schema.input_names() if schema is not None else None
@@ -64,16 +62,16 @@ def main(args: argparse.Namespace) -> None:
         mlflow.log_metrics(metrics)
         log_to_parent(metrics)
         mlflow.log_metric("rows_test", len(test))
-        mlflow.set_tags({"model_uri": args.model, "test_data": args.test_data})
+        mlflow.set_tags({"model_uri": params.model, "test_data": params.test_data})
         plot = plot_predictions(truth, predicted, work / EVALUATION_PLOT_FILE)
         mlflow.log_artifact(str(plot))
         residuals = pd.Series(predicted - truth).describe().to_dict()
         logger.info("test metrics %s; residuals %s", metrics, residuals)
-        with WandbMirror("evaluate", vars(args), run.info.run_id) as mirror:
-            mirror.use_input("model", args.model, "model")
+        with WandbMirror("evaluate", params.model_dump(), run.info.run_id) as mirror:
+            mirror.use_input("model", params.model, "model")
             mirror.log_metrics(metrics)
             mirror.log_artifact(plot, "predicted_vs_actual", "plot")
 
 
 if __name__ == "__main__":
-    run_entry_point(build_parser(), main)
+    run_entry_point(build_parser(), with_params(EvaluateParams, main))

@@ -8,29 +8,21 @@ import logging
 
 import mlflow
 
-from steps.common.bounds import add_bound_arguments, bounds_of
 from steps.common.entrypoint import run_entry_point
 from steps.common.errors import DataValidationError
 from steps.common.outputs import publish_file
+from steps.common.params_cli import params_parser, with_params
 from steps.common.tables import read_table, write_table
 from steps.common.tracking import download_input, scratch_dir, step_run
 from steps.common.wandb_mirror import WandbMirror
 from steps.ingest.cleaning import CleaningStats, clean_listings
+from steps.ingest.schema import BasicCleaningParams
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="basic_cleaning", description=__doc__)
-    parser.add_argument("--input_artifact", required=True, help="URI of the raw_data output")
-    add_bound_arguments(parser)
-    parser.add_argument(
-        "--max_drop_fraction",
-        type=float,
-        default=0.5,
-        help="stop when the rules drop more than this share of the rows",
-    )
-    return parser
+    return params_parser(BasicCleaningParams, "basic_cleaning", __doc__)
 
 
 def check_drop_fraction(stats: CleaningStats, max_drop_fraction: float) -> None:
@@ -46,20 +38,20 @@ def check_drop_fraction(stats: CleaningStats, max_drop_fraction: float) -> None:
     )
 
 
-def main(args: argparse.Namespace) -> None:
+def main(params: BasicCleaningParams) -> None:
     with step_run() as run, scratch_dir() as work:
-        raw = read_table(download_input(args.input_artifact, work))
-        clean, stats = clean_listings(raw, **bounds_of(args))
+        raw = read_table(download_input(params.input_artifact, work))
+        clean, stats = clean_listings(raw, params)
         metrics = {k: float(v) for k, v in dataclasses.asdict(stats).items()}
         mlflow.log_metrics(metrics)
-        check_drop_fraction(stats, args.max_drop_fraction)
+        check_drop_fraction(stats, params.max_drop_fraction)
         output = write_table(clean, work / "clean.parquet")
         publish_file("clean_data", output)
         logger.info("cleaning kept %d of %d rows", stats.rows_out, stats.rows_in)
-        with WandbMirror("basic_cleaning", vars(args), run.info.run_id) as mirror:
+        with WandbMirror("basic_cleaning", params.model_dump(), run.info.run_id) as mirror:
             mirror.log_metrics(metrics)
             mirror.log_artifact(output, "clean_data", "dataset")
 
 
 if __name__ == "__main__":
-    run_entry_point(build_parser(), main)
+    run_entry_point(build_parser(), with_params(BasicCleaningParams, main))

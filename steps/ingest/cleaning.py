@@ -9,12 +9,12 @@ copy survives when an earlier copy was dropped for its price or position).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
-from steps.common.errors import ConfigurationError, DataValidationError
+from steps.common.bounds import CleaningBounds
+from steps.common.errors import DataValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -44,33 +44,9 @@ class CleaningStats:
         }
 
 
-def _check_range(low_name: str, low: float, high_name: str, high: float) -> None:
-    for name, value in ((low_name, low), (high_name, high)):
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not is_number or not math.isfinite(value):
-            raise ConfigurationError(f"cleaning.{name} must be a finite number, got {value!r}")
-    if not low < high:
-        raise ConfigurationError(
-            f"cleaning.{low_name} ({low}) must be smaller than cleaning.{high_name} ({high})"
-        )
-
-
-def clean_listings(
-    df: pd.DataFrame,
-    *,
-    min_price: float,
-    max_price: float,
-    min_longitude: float,
-    max_longitude: float,
-    min_latitude: float,
-    max_latitude: float,
-) -> tuple[pd.DataFrame, CleaningStats]:
-    """Return the cleaned copy of `df` (fresh 0..n-1 index) and per-rule drop counts."""
-    _check_range("min_price", min_price, "max_price", max_price)
-    _check_range("min_longitude", min_longitude, "max_longitude", max_longitude)
-    _check_range("min_latitude", min_latitude, "max_latitude", max_latitude)
-    if min_price < 0:
-        raise ConfigurationError(f"cleaning.min_price must be >= 0, got {min_price}")
+def clean_listings(df: pd.DataFrame, bounds: CleaningBounds) -> tuple[pd.DataFrame, CleaningStats]:
+    """Return the cleaned copy of `df` (fresh 0..n-1 index) and per-rule drop counts; the bounds
+    were checked by their schema (steps/common/bounds.py)."""
     missing = [name for name in REQUIRED_COLUMNS if name not in df.columns]
     if missing:
         raise DataValidationError(
@@ -78,13 +54,13 @@ def clean_listings(
         )
 
     rows_in = len(df)
-    price_ok = df["price"].between(min_price, max_price, inclusive="both")
+    price_ok = df["price"].between(bounds.min_price, bounds.max_price, inclusive="both")
     kept = df.loc[price_ok]
     dropped_price = rows_in - len(kept)
 
-    inside = kept["longitude"].between(min_longitude, max_longitude, inclusive="both") & kept[
-        "latitude"
-    ].between(min_latitude, max_latitude, inclusive="both")
+    inside = kept["longitude"].between(
+        bounds.min_longitude, bounds.max_longitude, inclusive="both"
+    ) & kept["latitude"].between(bounds.min_latitude, bounds.max_latitude, inclusive="both")
     before = len(kept)
     kept = kept.loc[inside]
     dropped_outside = before - len(kept)

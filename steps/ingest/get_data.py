@@ -10,6 +10,7 @@ import mlflow
 from steps.common.entrypoint import run_entry_point
 from steps.common.errors import ConfigurationError, SourceError
 from steps.common.outputs import publish_file
+from steps.common.params_cli import params_parser, with_params
 from steps.common.tracking import scratch_dir, step_run
 from steps.common.url_secrets import (
     MissingEnvironmentVariable,
@@ -19,60 +20,23 @@ from steps.common.url_secrets import (
 from steps.common.wandb_mirror import WandbMirror
 from steps.contract import DATA_SHA_TAG
 from steps.ingest.csv_to_parquet import convert_csv_to_parquet
-from steps.ingest.source_limits import (
-    DEFAULT_DOWNLOAD_DEADLINE_S,
-    DEFAULT_MAX_COMPRESSION_RATIO,
-    DEFAULT_MAX_SOURCE_MB,
-    SourceLimits,
-)
+from steps.ingest.schema import GetDataParams
+from steps.ingest.source_limits import SourceLimits
 from steps.ingest.sources import fetch_source, source_kind
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="get_data", description=__doc__)
-    parser.add_argument(
-        "--source", required=True, help="demo | path | file:// | http(s):// | oss://BUCKET/PREFIX"
-    )
-    parser.add_argument("--demo_rows", type=int, default=20000)
-    parser.add_argument("--demo_seed", type=int, default=42)
-    parser.add_argument("--compression", default="zstd")
-    parser.add_argument(
-        "--http_timeout_s", type=float, default=60.0, help="network timeout of HTTP(S) and OSS"
-    )
-    parser.add_argument(
-        "--max_source_mb",
-        type=float,
-        default=DEFAULT_MAX_SOURCE_MB,
-        help="most MB downloaded, and of CSV read after decompression",
-    )
-    parser.add_argument(
-        "--max_compression_ratio",
-        type=float,
-        default=DEFAULT_MAX_COMPRESSION_RATIO,
-        help="most a gzip source may expand (decompressed / stored bytes)",
-    )
-    parser.add_argument(
-        "--download_deadline_s",
-        type=float,
-        default=DEFAULT_DOWNLOAD_DEADLINE_S,
-        help="most seconds a whole HTTP(S) or OSS download may take",
-    )
-    parser.add_argument(
-        "--source_sha256",
-        default="",
-        help="the digest the flow fingerprinted the source with (its cache key); empty: none",
-    )
-    return parser
+    return params_parser(GetDataParams, "get_data", __doc__)
 
 
-def source_limits(args: argparse.Namespace) -> SourceLimits:
+def source_limits(params: GetDataParams) -> SourceLimits:
     """The bounds of this run's source, from its parameters."""
     return SourceLimits(
-        max_source_mb=args.max_source_mb,
-        max_compression_ratio=args.max_compression_ratio,
-        download_deadline_s=args.download_deadline_s,
+        max_source_mb=params.max_source_mb,
+        max_compression_ratio=params.max_compression_ratio,
+        download_deadline_s=params.download_deadline_s,
     )
 
 
@@ -100,24 +64,24 @@ def check_source_digest(expected: str, read: str) -> None:
         )
 
 
-def main(args: argparse.Namespace) -> None:
-    source = read_source_reference(args.source)
+def main(params: GetDataParams) -> None:
+    source = read_source_reference(params.source)
     shown = redact_url(source)
-    limits = source_limits(args)
+    limits = source_limits(params)
     with step_run() as run, scratch_dir() as work:
         kind = source_kind(source)
         fetched = fetch_source(
             source,
             work,
-            demo_rows=args.demo_rows,
-            demo_seed=args.demo_seed,
-            timeout_s=args.http_timeout_s,
+            demo_rows=params.demo_rows,
+            demo_seed=params.demo_seed,
+            timeout_s=params.http_timeout_s,
             limits=limits,
         )
         stats = convert_csv_to_parquet(
-            fetched.path, work / "raw.parquet", args.compression, limits=limits
+            fetched.path, work / "raw.parquet", params.compression, limits=limits
         )
-        check_source_digest(args.source_sha256, stats.input_sha256)
+        check_source_digest(params.source_sha256, stats.input_sha256)
         mlflow.set_tags(
             {
                 "data.source_kind": kind,
@@ -129,10 +93,12 @@ def main(args: argparse.Namespace) -> None:
         mlflow.log_metrics({"rows_out": stats.rows, "input_bytes": stats.input_bytes})
         publish_file("raw_data", work / "raw.parquet")
         logger.info("read %d rows (sha256 %s) from %s", stats.rows, stats.input_sha256, kind)
-        with WandbMirror("get_data", vars(args) | {"source": shown}, run.info.run_id) as mirror:
+        with WandbMirror(
+            "get_data", params.model_dump() | {"source": shown}, run.info.run_id
+        ) as mirror:
             mirror.log_metrics({"rows_out": stats.rows})
             mirror.log_artifact(work / "raw.parquet", "raw_data", "dataset")
 
 
 if __name__ == "__main__":
-    run_entry_point(build_parser(), main)
+    run_entry_point(build_parser(), with_params(GetDataParams, main))

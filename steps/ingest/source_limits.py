@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from steps.common.errors import ConfigurationError, SourceError
+from steps.ingest.schema import SourceSettings
 
 _MB = 1 << 20
 # The compression ratio is judged only once this much was decompressed: the first blocks of a
 # small file say little (and the compressed side is read ahead), a bomb passes this in a blink.
 RATIO_FLOOR_BYTES = 8 * _MB
 
-# Defaults, the same as conf/config.yaml's data section and MLproject's get_data parameters.
-DEFAULT_MAX_SOURCE_MB = 4096.0
-DEFAULT_MAX_COMPRESSION_RATIO = 100.0
-DEFAULT_DOWNLOAD_DEADLINE_S = 1200.0
+# The schema's defaults (the data section's), for callers that read a source outside a step.
+DEFAULT_MAX_SOURCE_MB = float(SourceSettings.model_fields["max_source_mb"].default)
+DEFAULT_MAX_COMPRESSION_RATIO = float(SourceSettings.model_fields["max_compression_ratio"].default)
+DEFAULT_DOWNLOAD_DEADLINE_S = float(SourceSettings.model_fields["download_deadline_s"].default)
 
 
 @dataclass(frozen=True)

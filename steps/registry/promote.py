@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 
 import mlflow
 import numpy as np
 import pandas as pd
 
 from steps.common.entrypoint import run_entry_point
-from steps.common.errors import ConfigurationError
 from steps.common.listing_columns import TARGET
 from steps.common.listing_rows import raw_rows
 from steps.common.metrics import regression_metrics
 from steps.common.model_format import load_price_model
 from steps.common.outputs import publish_note, publish_output
+from steps.common.params_cli import params_parser, with_params
 from steps.common.tables import read_table
 from steps.common.tracking import download_input, scratch_dir, step_run
 from steps.contract import (
@@ -48,60 +47,21 @@ from steps.contract import (
 from steps.registry.failpoints import failpoint
 from steps.registry.history import AliasMove, read_history
 from steps.registry.promotion_lock import PromotionLock
-from steps.registry.promotion_rules import DIRECTIONS, Verdict, decide, gate_failures, parse_gate
+from steps.registry.promotion_rules import Verdict, decide, gate_failures
 from steps.registry.registry_ops import (
     alias_version,
     register_once,
     review_tags,
     version_of_run,
 )
+from steps.registry.schema import PromoteParams
 from steps.registry.transaction import commit, plan_move, recover
 
 logger = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="promote", description=__doc__)
-    parser.add_argument("--model", required=True, help="URI of the candidate model output")
-    parser.add_argument("--test_data", required=True, help="URI of the current test split")
-    parser.add_argument("--registered_model", required=True)
-    parser.add_argument("--alias", required=True)
-    parser.add_argument("--challenger_alias", required=True)
-    parser.add_argument("--metric", required=True, help="e.g. test_mae")
-    parser.add_argument("--direction", required=True, choices=DIRECTIONS)
-    parser.add_argument("--min_relative_improvement", type=float, required=True)
-    parser.add_argument("--gate", required=True, help='JSON, e.g. {"test_r2": {"min": 0.3}}')
-    parser.add_argument("--use_stages", choices=("true", "false"), default="false")
-    parser.add_argument("--ready_timeout_s", type=float, default=300.0)
-    add_lock_arguments(parser)
-    parser.add_argument(
-        "--dry_run",
-        choices=("true", "false"),
-        default="false",
-        help="reach the verdict without registering anything or moving an alias",
-    )
-    return parser
-
-
-def add_lock_arguments(parser: argparse.ArgumentParser) -> None:
-    """The promotion lock's settings, shared by promote and rollback."""
-    parser.add_argument(
-        "--lock_timeout_s", type=float, default=900.0, help="give up waiting for the lock after"
-    )
-    parser.add_argument(
-        "--lock_lease_s", type=float, default=30.0, help="a silent holder's lease (<= 60 s)"
-    )
-
-
-def check_name(kind: str, value: str) -> str:
-    if not _NAME.match(value):
-        raise ConfigurationError(
-            f"{kind} {value!r} must start with a letter or digit and use only letters, digits, "
-            "'_', '.' and '-'"
-        )
-    return value
+    return params_parser(PromoteParams, "promote", __doc__)
 
 
 def score(model_uri: str, test: pd.DataFrame) -> dict[str, float]:
@@ -114,7 +74,7 @@ def score(model_uri: str, test: pd.DataFrame) -> dict[str, float]:
 
 
 def compare(
-    args: argparse.Namespace,
+    params: PromoteParams,
     gate: dict[str, dict[str, float]],
     candidate: dict[str, float],
     champion_uri: str | None,
@@ -127,27 +87,23 @@ def compare(
     return decide(
         candidate,
         champion,
-        metric=args.metric,
-        direction=args.direction,
-        min_relative_improvement=args.min_relative_improvement,
+        metric=params.metric,
+        direction=params.direction,
+        min_relative_improvement=params.min_relative_improvement,
         gate=gate,
     )
 
 
-def main(args: argparse.Namespace) -> None:
-    name = check_name("main.registered_model", args.registered_model)
-    alias = check_name("promotion.alias", args.alias)
-    challenger = check_name("promotion.challenger_alias", args.challenger_alias)
-    if alias == challenger:
-        raise ConfigurationError("promotion.alias and promotion.challenger_alias must differ")
-    gate = parse_gate(args.gate)
-    dry_run = args.dry_run == "true"
+def main(params: PromoteParams) -> None:
+    name, alias, challenger = params.registered_model, params.alias, params.challenger_alias
+    gate = params.gate_bounds()
+    dry_run = params.dry_run
 
     with step_run() as run, scratch_dir() as work:
         flow_run_id = run.data.tags.get(FLOW_RUN_TAG)
         mlflow.set_tag(PROMOTION_DRY_RUN_TAG, str(dry_run).lower())
-        test = read_table(download_input(args.test_data, work))
-        candidate = score(args.model, test)
+        test = read_table(download_input(params.test_data, work))
+        candidate = score(params.model, test)
         mlflow.log_metrics({f"candidate_{key}": value for key, value in candidate.items()})
         failures = gate_failures(candidate, gate)
         if failures:
@@ -162,25 +118,25 @@ def main(args: argparse.Namespace) -> None:
             )
             return
         if dry_run:
-            _dry_run(args, name, alias, gate, candidate, test)
+            _dry_run(params, name, alias, gate, candidate, test)
             return
 
         lock = PromotionLock(
             name,
             run.info.run_id,
-            timeout_s=args.lock_timeout_s,
-            lease_s=args.lock_lease_s,
+            timeout_s=params.lock_timeout_s,
+            lease_s=params.lock_lease_s,
             prefect_flow_run_id=flow_run_id,
         )
         with lock.held():
             mlflow.log_metric("lock_wait_s", lock.waited_s)
             failpoint("promote.locked")
             recover(name, lock.fence)
-            _promote_locked(args, name, alias, challenger, gate, candidate, test, run, lock)
+            _promote_locked(params, name, alias, challenger, gate, candidate, test, run, lock)
 
 
 def _promote_locked(
-    args: argparse.Namespace,
+    params: PromoteParams,
     name: str,
     alias: str,
     challenger: str,
@@ -191,15 +147,15 @@ def _promote_locked(
     lock: PromotionLock,
 ) -> None:
     """Register, compare and move, all under the lock: nobody else moves the aliases meanwhile."""
-    training_run = mlflow.models.get_model_info(args.model).run_id
+    training_run = mlflow.models.get_model_info(params.model).run_id
     lock.fence()
     version, created = register_once(
-        args.model,
+        params.model,
         name,
         training_run,
         review_tags(training_run, candidate)
-        | {"promote_run_id": run.info.run_id, "test_data": args.test_data},
-        args.ready_timeout_s,
+        | {"promote_run_id": run.info.run_id, "test_data": params.test_data},
+        params.ready_timeout_s,
     )
     failpoint("promote.registered")
     candidate_version = str(version.version)
@@ -211,7 +167,7 @@ def _promote_locked(
     champion_uri = f"models:/{name}@{alias}"
     if champion_version == candidate_version:
         verdict = Verdict(
-            False, f"version {candidate_version} is already the {alias}", candidate[args.metric]
+            False, f"version {candidate_version} is already the {alias}", candidate[params.metric]
         )
         _report(
             verdict,
@@ -222,7 +178,7 @@ def _promote_locked(
         )
         return
     verdict = compare(
-        args,
+        params,
         gate,
         candidate,
         f"models:/{name}/{champion_version}" if champion_version else None,
@@ -234,7 +190,7 @@ def _promote_locked(
         alias=alias if verdict.promote else challenger,
         from_version=aliases_now[alias if verdict.promote else challenger],
         to_version=candidate_version,
-        metric=args.metric,
+        metric=params.metric,
         candidate_score=verdict.candidate_score,
         champion_score=verdict.champion_score,
         reason=verdict.reason,
@@ -248,7 +204,7 @@ def _promote_locked(
             history=read_history(name),
             aliases_now=aliases_now,
             challenger_alias=challenger,
-            use_stages=args.use_stages == "true",
+            use_stages=params.use_stages,
         )
         commit(name, intent, lock.fence)
     _report(
@@ -261,7 +217,7 @@ def _promote_locked(
 
 
 def _dry_run(
-    args: argparse.Namespace,
+    params: PromoteParams,
     name: str,
     alias: str,
     gate: dict[str, dict[str, float]],
@@ -270,12 +226,12 @@ def _dry_run(
 ) -> None:
     """The verdict a real promotion would reach now, with the registry left exactly as it is."""
     champion_version = alias_version(name, alias)
-    training_run = mlflow.models.get_model_info(args.model).run_id
+    training_run = mlflow.models.get_model_info(params.model).run_id
     registered = version_of_run(name, training_run) if champion_version else None
     champion_uri = f"models:/{name}@{alias}"
     if registered is not None and str(registered.version) == champion_version:
         verdict = Verdict(
-            False, f"version {champion_version} is already the {alias}", candidate[args.metric]
+            False, f"version {champion_version} is already the {alias}", candidate[params.metric]
         )
         _report(
             verdict,
@@ -286,7 +242,7 @@ def _dry_run(
             dry_run=True,
         )
         return
-    verdict = compare(args, gate, candidate, champion_uri if champion_version else None, test)
+    verdict = compare(params, gate, candidate, champion_uri if champion_version else None, test)
     _report(
         verdict,
         None,
@@ -337,4 +293,4 @@ def _report(
 
 
 if __name__ == "__main__":
-    run_entry_point(build_parser(), main)
+    run_entry_point(build_parser(), with_params(PromoteParams, main))

@@ -6,7 +6,6 @@ it must beat the champion on the same test rows by more than the configured rela
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,28 +21,6 @@ class Verdict:
     reason: str
     candidate_score: float
     champion_score: float | None = None
-
-
-def parse_gate(text: str) -> dict[str, dict[str, float]]:
-    """`{"test_r2": {"min": 0.3}, "test_mae": {"max": 60}}`: every bound must hold."""
-    try:
-        gate = json.loads(text) if text.strip() else {}
-        parsed = {
-            str(metric): {str(kind): float(bound) for kind, bound in bounds.items()}
-            for metric, bounds in gate.items()
-        }
-    except (ValueError, AttributeError, TypeError) as error:
-        raise ConfigurationError(
-            'promotion.gate must map metrics to bounds, e.g. {"test_r2": {"min": 0.3}}; '
-            f"got {text!r}"
-        ) from error
-    for metric, bounds in parsed.items():
-        unknown = set(bounds) - {"min", "max"}
-        if unknown:
-            raise ConfigurationError(
-                f"promotion.gate.{metric} has {sorted(unknown)}; allowed bounds: min, max"
-            )
-    return parsed
 
 
 def gate_failures(

@@ -17,38 +17,24 @@ from mlflow.exceptions import MlflowException
 from steps.common.entrypoint import run_entry_point
 from steps.common.errors import ConfigurationError, PreconditionError
 from steps.common.outputs import publish_note, publish_output
+from steps.common.params_cli import params_parser, with_params
 from steps.common.tracking import step_run
 from steps.contract import FLOW_RUN_TAG, VERDICT_NOTE
 from steps.registry.history import AliasMove, previous_champion, read_history
-from steps.registry.promote import add_lock_arguments, check_name
 from steps.registry.promotion_lock import PromotionLock
 from steps.registry.registry_ops import alias_version
+from steps.registry.schema import RollbackParams
 from steps.registry.transaction import commit, plan_move, recover
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rollback", description=__doc__)
-    parser.add_argument("--registered_model", required=True)
-    parser.add_argument("--alias", required=True)
-    parser.add_argument(
-        "--challenger_alias",
-        default="challenger",
-        help="removed from the rollback's target, which becomes the champion",
-    )
-    parser.add_argument("--to_version", type=int, default=0, help="0: the previous champion")
-    parser.add_argument("--use_stages", choices=("true", "false"), default="false")
-    add_lock_arguments(parser)
-    return parser
+    return params_parser(RollbackParams, "rollback", __doc__)
 
 
 def resolve_target(name: str, alias: str, current: str, to_version: int) -> str:
     client = mlflow.MlflowClient()
-    if to_version < 0:
-        raise ConfigurationError(
-            f"--to-version must be a positive version number, got {to_version}"
-        )
     if to_version:
         target = str(to_version)
         try:
@@ -67,16 +53,14 @@ def resolve_target(name: str, alias: str, current: str, to_version: int) -> str:
     return previous
 
 
-def main(args: argparse.Namespace) -> None:
-    name = check_name("main.registered_model", args.registered_model)
-    alias = check_name("promotion.alias", args.alias)
-    challenger = check_name("promotion.challenger_alias", args.challenger_alias)
+def main(params: RollbackParams) -> None:
+    name, alias, challenger = params.registered_model, params.alias, params.challenger_alias
     with step_run() as run:
         lock = PromotionLock(
             name,
             run.info.run_id,
-            timeout_s=args.lock_timeout_s,
-            lease_s=args.lock_lease_s,
+            timeout_s=params.lock_timeout_s,
+            lease_s=params.lock_lease_s,
             prefect_flow_run_id=run.data.tags.get(FLOW_RUN_TAG),
         )
         with lock.held():
@@ -84,7 +68,7 @@ def main(args: argparse.Namespace) -> None:
             current = alias_version(name, alias)
             if current is None:
                 raise PreconditionError(f"{name} has no {alias}; there is nothing to roll back")
-            target = resolve_target(name, alias, current, args.to_version)
+            target = resolve_target(name, alias, current, params.to_version)
             if target == current:
                 publish_note(
                     VERDICT_NOTE, f"version {target} already is the {alias}; nothing changed"
@@ -105,7 +89,7 @@ def main(args: argparse.Namespace) -> None:
                 history=read_history(name),
                 aliases_now={alias: current, challenger: alias_version(name, challenger)},
                 challenger_alias=challenger,
-                use_stages=args.use_stages == "true",
+                use_stages=params.use_stages,
             )
             entry = commit(name, intent, lock.fence)
         publish_output("model_version", f"models:/{name}/{target}")
@@ -121,4 +105,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(build_parser(), main)
+    run_entry_point(build_parser(), with_params(RollbackParams, main))

@@ -9,36 +9,32 @@ import mlflow
 
 from steps.common.entrypoint import run_entry_point
 from steps.common.outputs import publish_file
+from steps.common.params_cli import params_parser, with_params
 from steps.common.tables import read_table, write_table
 from steps.common.tracking import download_input, scratch_dir, step_run
 from steps.common.wandb_mirror import WandbMirror
+from steps.split.schema import DataSplitParams
 from steps.split.splitting import split_listings
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="data_split", description=__doc__)
-    parser.add_argument("--input_artifact", required=True, help="URI of the clean_data output")
-    parser.add_argument("--test_size", type=float, required=True)
-    parser.add_argument("--val_size", type=float, required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--stratify_by", required=True)
-    return parser
+    return params_parser(DataSplitParams, "data_split", __doc__)
 
 
-def main(args: argparse.Namespace) -> None:
+def main(params: DataSplitParams) -> None:
     with step_run() as run, scratch_dir() as work:
-        frame = read_table(download_input(args.input_artifact, work))
+        frame = read_table(download_input(params.input_artifact, work))
         parts = split_listings(
             frame,
-            test_size=args.test_size,
-            val_size=args.val_size,
-            seed=args.seed,
-            stratify_by=args.stratify_by,
+            test_size=params.test_size,
+            val_size=params.val_size,
+            seed=params.seed,
+            stratify_by=params.stratify_by,
         )
         metrics = {}
-        with WandbMirror("data_split", vars(args), run.info.run_id) as mirror:
+        with WandbMirror("data_split", params.model_dump(), run.info.run_id) as mirror:
             for name, part in zip(("train", "val", "test"), parts, strict=True):
                 path = write_table(part, work / f"{name}.parquet")
                 publish_file(f"{name}_data", path)
@@ -50,4 +46,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(build_parser(), main)
+    run_entry_point(build_parser(), with_params(DataSplitParams, main))

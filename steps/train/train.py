@@ -9,7 +9,6 @@ loader, no pickle and no code in the artifact.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 import warnings
@@ -18,37 +17,24 @@ import mlflow
 from mlflow.models import infer_signature
 
 from steps.common.entrypoint import run_entry_point
-from steps.common.errors import ConfigurationError
 from steps.common.listing_columns import TARGET
 from steps.common.listing_rows import raw_rows
 from steps.common.metrics import regression_metrics
 from steps.common.model_format import log_price_model
 from steps.common.outputs import publish_output
+from steps.common.params_cli import params_parser, with_params
 from steps.common.tables import read_table
 from steps.common.tracking import download_input, scratch_dir, step_run
 from steps.common.wandb_mirror import WandbMirror
 from steps.train.model_factory import build_model
 from steps.train.price_model import input_columns
+from steps.train.schema import TrainParams
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train", description=__doc__)
-    parser.add_argument("--train_data", required=True, help="URI of the train_data output")
-    parser.add_argument("--val_data", required=True, help="URI of the val_data output")
-    parser.add_argument("--model_config", required=True, help="JSON of the conf/model group")
-    return parser
-
-
-def parse_model_config(text: str) -> dict[str, object]:
-    try:
-        config = json.loads(text)
-    except ValueError as error:
-        raise ConfigurationError(f"model_config is not JSON ({error}): {text!r}") from error
-    if not isinstance(config, dict):
-        raise ConfigurationError(f"model_config must be a JSON object, got {text!r}")
-    return config
+    return params_parser(TrainParams, "train", __doc__)
 
 
 # What a served model imports besides this project (whose installed code loads it), pinned to the
@@ -72,12 +58,12 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name).split('+')[0]}" for name in MODEL_RUNTIME_PACKAGES]
 
 
-def main(args: argparse.Namespace) -> None:
-    config = parse_model_config(args.model_config)
-    model = build_model(config)
+def main(params: TrainParams) -> None:
+    config = params.model.model_dump()
+    model = build_model(params.model)
     with step_run() as run, scratch_dir() as work:
-        train = read_table(download_input(args.train_data, work))
-        val = read_table(download_input(args.val_data, work))
+        train = read_table(download_input(params.train_data, work))
+        val = read_table(download_input(params.val_data, work))
         columns = input_columns(model)
         started = time.perf_counter()
         model.fit(raw_rows(train, columns), train[TARGET].to_numpy(dtype=float))
@@ -110,4 +96,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(build_parser(), main)
+    run_entry_point(build_parser(), with_params(TrainParams, main))

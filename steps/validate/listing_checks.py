@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from steps.common.bounds import CleaningBounds
 from steps.common.errors import ConfigurationError, DataValidationError
 from steps.common.listing_columns import NEIGHBOURHOOD_GROUPS, ROOM_TYPES
 
@@ -41,24 +42,11 @@ def build_listing_schema(
     *,
     min_rows: int,
     max_rows: int,
-    min_price: float,
-    max_price: float,
-    min_longitude: float,
-    max_longitude: float,
-    min_latitude: float,
-    max_latitude: float,
+    bounds: CleaningBounds,
 ) -> pa.DataFrameSchema:
-    """The contract of cleaned listings: 16 columns, their types, ranges and a row count window."""
-    for low_name, low, high_name, high in (
-        ("min_rows", min_rows, "max_rows", max_rows),
-        ("min_price", min_price, "max_price", max_price),
-        ("min_longitude", min_longitude, "max_longitude", max_longitude),
-        ("min_latitude", min_latitude, "max_latitude", max_latitude),
-    ):
-        if not low <= high:
-            raise ConfigurationError(f"{low_name} ({low}) must not exceed {high_name} ({high})")
-    if min_rows < 0:
-        raise ConfigurationError(f"min_rows must be >= 0, got {min_rows}")
+    """The contract of cleaned listings: 16 columns, their types, ranges and a row count window
+    (the settings were checked by their schemas, steps/validate/schema.py and
+    steps/common/bounds.py)."""
 
     def non_negative(nullable: bool = False) -> pa.Column:
         return pa.Column(float, pa.Check.ge(0), nullable=nullable, coerce=False)
@@ -76,10 +64,14 @@ def build_listing_schema(
                 str, pa.Check.isin(list(NEIGHBOURHOOD_GROUPS)), nullable=False
             ),
             "neighbourhood": pa.Column(str, nullable=False),
-            "latitude": pa.Column(float, pa.Check.in_range(min_latitude, max_latitude)),
-            "longitude": pa.Column(float, pa.Check.in_range(min_longitude, max_longitude)),
+            "latitude": pa.Column(
+                float, pa.Check.in_range(bounds.min_latitude, bounds.max_latitude)
+            ),
+            "longitude": pa.Column(
+                float, pa.Check.in_range(bounds.min_longitude, bounds.max_longitude)
+            ),
             "room_type": pa.Column(str, pa.Check.isin(list(ROOM_TYPES)), nullable=False),
-            "price": pa.Column(float, pa.Check.in_range(min_price, max_price)),
+            "price": pa.Column(float, pa.Check.in_range(bounds.min_price, bounds.max_price)),
             "minimum_nights": pa.Column(float, pa.Check.ge(1)),
             "number_of_reviews": non_negative(),
             "last_review": pa.Column("datetime64[ns]", nullable=True),

@@ -3,50 +3,44 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
-from omegaconf import DictConfig, OmegaConf
 
+from flows.config import PipelineConfig, load_config
 from steps.ingest.cleaning import clean_listings
 from steps.ingest.csv_to_parquet import convert_csv_to_parquet
 from steps.ingest.demo_data import write_demo_csv
 from steps.split.splitting import split_listings
 from steps.validate.listing_checks import build_listing_schema, validate_listings
 
-CONFIG = Path(__file__).resolve().parents[2] / "conf" / "config.yaml"
 REAL_SAMPLE_SHA256 = "5c92c8f30e288f2c696c00882c169d9e1dc8ebbf1cf83d17bd7ee903a7148b4d"
 
 
 @pytest.fixture(scope="module")
-def config() -> dict[str, Any]:
-    """The cleaning, data_check and split sections of the project configuration, as plain values."""
-    loaded = OmegaConf.load(CONFIG)
-    assert isinstance(loaded, DictConfig)
-    sections: dict[str, Any] = {
-        k: OmegaConf.to_container(loaded[k]) for k in ("data", "cleaning", "data_check", "split")
-    }
-    # The bounds are what clean_listings takes; the drop limit is the entry point's own guard.
-    sections["max_drop_fraction"] = sections["cleaning"].pop("max_drop_fraction")
-    return sections
+def config() -> PipelineConfig:
+    """The project configuration as the pipeline composes it (schema defaults plus conf/)."""
+    return load_config([])
 
 
-def _clean_and_validate(raw: Path, tmp_path: Path, config: dict[str, Any]) -> pd.DataFrame:
+def _clean_and_validate(raw: Path, tmp_path: Path, config: PipelineConfig) -> pd.DataFrame:
     """The pipeline's path for a source: Parquet, then cleaning, then the data contract."""
     dst = tmp_path / "raw.parquet"
-    convert_csv_to_parquet(raw, dst, compression=config["data"]["compression"])
-    cleaned, stats = clean_listings(pd.read_parquet(dst), **config["cleaning"])
+    convert_csv_to_parquet(raw, dst, compression=config.data.compression)
+    cleaned, stats = clean_listings(pd.read_parquet(dst), config.cleaning)
     assert stats.rows_out > 0.9 * stats.rows_in
-    assert stats.rows_out >= (1 - config["max_drop_fraction"]) * stats.rows_in
-    check = config["data_check"]
+    assert stats.rows_out >= (1 - config.cleaning.max_drop_fraction) * stats.rows_in
+    check = config.data_check
     schema = build_listing_schema(
-        min_rows=check["min_rows"], max_rows=check["max_rows"], **config["cleaning"]
+        min_rows=check.min_rows, max_rows=check.max_rows, bounds=config.cleaning
     )
     report = validate_listings(
-        cleaned, schema, check["reference_distribution"], check["kl_threshold"]
+        cleaned,
+        schema,
+        {str(group): share for group, share in check.reference_distribution.items()},
+        check.kl_threshold,
     )
-    assert report.kl_divergence < check["kl_threshold"]
+    assert report.kl_divergence < check.kl_threshold
     return cleaned
 
 
@@ -69,15 +63,15 @@ def test_real_sample_converts_to_all_rows(real_raw: pd.DataFrame) -> None:
 
 
 def test_real_sample_passes_cleaning_and_validation(
-    real_sample_path: Path, tmp_path: Path, config: dict[str, Any]
+    real_sample_path: Path, tmp_path: Path, config: PipelineConfig
 ) -> None:
     cleaned = _clean_and_validate(real_sample_path, tmp_path, config)
     assert cleaned["price"].between(10, 350).all()
 
 
-def test_real_sample_split_is_stratified(real_raw: pd.DataFrame, config: dict[str, Any]) -> None:
-    cleaned, _ = clean_listings(real_raw, **config["cleaning"])
-    split = config["split"]
+def test_real_sample_split_is_stratified(real_raw: pd.DataFrame, config: PipelineConfig) -> None:
+    cleaned, _ = clean_listings(real_raw, config.cleaning)
+    split = config.split.model_dump()
     parts = split_listings(cleaned, **split)
     assert sum(len(p) for p in parts) == len(cleaned)
     column = split["stratify_by"]
@@ -88,9 +82,7 @@ def test_real_sample_split_is_stratified(real_raw: pd.DataFrame, config: dict[st
             assert abs(shares.get(group, 0.0) - share) < 0.01
 
 
-def test_demo_data_passes_cleaning_and_validation(tmp_path: Path, config: dict[str, Any]) -> None:
-    source = write_demo_csv(
-        tmp_path / "demo.csv", config["data"]["demo_rows"], config["data"]["demo_seed"]
-    )
+def test_demo_data_passes_cleaning_and_validation(tmp_path: Path, config: PipelineConfig) -> None:
+    source = write_demo_csv(tmp_path / "demo.csv", config.data.demo_rows, config.data.demo_seed)
     cleaned = _clean_and_validate(source, tmp_path, config)
-    assert len(cleaned) >= config["data_check"]["min_rows"]
+    assert len(cleaned) >= config.data_check.min_rows

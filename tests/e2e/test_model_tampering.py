@@ -24,7 +24,9 @@ import skops.io
 
 from steps.common.entrypoint import run_entry_point
 from steps.common.model_format import DATA_PATH, UnsafeModelError, load_price_model
+from steps.common.params_cli import with_params
 from steps.evaluate import evaluate
+from steps.evaluate.schema import EvaluateParams
 from steps.registry.promote import score
 from tests.e2e.conftest import isolate
 from tests.tampered_models import TAMPERINGS, RegisteredModel, register_small_model
@@ -107,7 +109,7 @@ def test_a_tampered_champion_is_refused_and_runs_nothing(
     with pytest.raises(SystemExit) as exited:
         run_entry_point(
             evaluate.build_parser(),
-            evaluate.main,
+            with_params(EvaluateParams, evaluate.main),
             ["--model", model.uri, "--test_data", model.test_uri],
         )
     assert exited.value.code == 5

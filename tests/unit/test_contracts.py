@@ -1,13 +1,16 @@
-"""The contracts between MLproject, conf/, the flow, the entry points and the environment files.
+"""The contracts between the schemas, MLproject, conf/, the flow, the entry points and the
+environment files.
 
-Each test reads the real project files, so a change on one side that is not made on the other
-fails here instead of in the middle of a pipeline run.
+MLproject and docs/configuration.md are generated from the schemas and conf/ holds only values:
+these tests prove the generated files are current and every conf key is a schema field, so a
+change on one side that is not made on the other fails here instead of in a pipeline run.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import re
 import shlex
 import tomllib
@@ -18,30 +21,23 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-from pydantic import TypeAdapter
+from pydantic import BaseModel
 
-from flows.config import (
-    HistGradientBoostingConfig,
-    ModelConfig,
-    RandomForestConfig,
-    TorchLassoConfig,
-    load_config,
-)
+from flows import config_reference
+from flows.config import PipelineConfig, load_config
 from flows.pipeline_steps import MAINTENANCE_ENTRY_POINTS, SPEC_BY_NAME, STEP_NAMES
 from flows.step_runner import step_parameters
+from steps import mlproject
+from steps.common.params_cli import flags, is_scalar, parse_params
 from steps.contract import normalize
-from steps.train.model_factory import COMMON_DEFAULTS, HYPERPARAMETERS, MODEL_NAMES, build_model
+from steps.entry_points import ENTRY_POINT_BY_NAME, ENTRY_POINTS, EntryPoint
+from steps.train.model_factory import build_model
+from steps.train.model_schemas import MODEL_SCHEMAS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MODEL_CONF_DIR = PROJECT_ROOT / "conf" / "model"
+CONF_DIR = PROJECT_ROOT / "conf"
+MODEL_CONF_DIR = CONF_DIR / "model"
 MODEL_NAMES_IN_CONF = sorted(path.stem for path in MODEL_CONF_DIR.glob("*.yaml"))
-MODEL_SCHEMAS: dict[
-    str, type[TorchLassoConfig] | type[RandomForestConfig] | type[HistGradientBoostingConfig]
-] = {
-    "torch_lasso": TorchLassoConfig,
-    "random_forest": RandomForestConfig,
-    "hist_gradient_boosting": HistGradientBoostingConfig,
-}
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _FLAG = re.compile(r"(?<!\S)--(\w+)")
@@ -72,11 +68,6 @@ def _pyproject() -> dict[str, Any]:
 
 def _conda() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "conda.yml").read_text())
-    return data
-
-
-def _model_yaml(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((MODEL_CONF_DIR / f"{name}.yaml").read_text())
     return data
 
 
@@ -126,6 +117,68 @@ def test_main_entry_point_takes_steps_and_hydra_options() -> None:
 
 def test_entry_points_are_the_steps_plus_main() -> None:
     assert set(_entry_points()) == {"main", *STEP_NAMES, *MAINTENANCE_ENTRY_POINTS}
+
+
+def test_entry_point_schemas_are_the_steps_and_maintenance() -> None:
+    assert [entry.name for entry in ENTRY_POINTS] == [*STEP_NAMES, *MAINTENANCE_ENTRY_POINTS]
+
+
+# --- generated files -------------------------------------------------------------------------
+
+
+def test_mlproject_is_generated_from_the_schemas() -> None:
+    assert mlproject.MLPROJECT.read_text() == mlproject.render(), "run: python -m steps.mlproject"
+
+
+def test_mlproject_check_fails_when_stale(tmp_path: Path) -> None:
+    stale = tmp_path / "MLproject"
+    stale.write_text(mlproject.MLPROJECT.read_text().replace("default: 350", "default: 351"))
+    assert mlproject.main(["--check", "--output", str(stale)]) == 1
+    assert mlproject.main(["--check"]) == 0
+
+
+def test_configuration_reference_is_generated_from_the_schemas() -> None:
+    current = config_reference.REFERENCE.read_text()
+    assert current == config_reference.render(), "run: python -m flows.config_reference"
+    assert config_reference.main(["--check"]) == 0
+
+
+def test_every_setting_has_a_description() -> None:
+    """The descriptions are the reference, the --help text and the run form's labels."""
+    schemas = [
+        schema
+        for name, field in PipelineConfig.model_fields.items()
+        if name != "model" and isinstance(field.annotation, type)
+        for _, schema in config_reference.sections(field.annotation, name)
+    ]
+    schemas += [*MODEL_SCHEMAS.values(), *(entry.params for entry in ENTRY_POINTS)]
+    missing = [
+        f"{schema.__name__}.{name}"
+        for schema in schemas
+        for name, field in schema.model_fields.items()
+        if name != "name" and not field.description
+    ]
+    assert not missing, f"settings without a description: {missing}"
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS, ids=lambda entry: entry.name)
+def test_mlproject_defaults_are_the_schema_defaults(entry: EntryPoint) -> None:
+    """What `mlflow run -e NAME` passes for a parameter left out parses to the schema default."""
+    declared = _entry_points()[entry.name]["parameters"]
+    fields = flags(entry.params)
+    required = [name for name, spec in declared.items() if isinstance(spec, str)]
+    assert set(required) == {name for name, field in fields.items() if field.is_required()}
+    given: dict[str, Any] = {
+        name: "runs:/0123456789abcdef/x"
+        if is_scalar(fields[name].annotation)
+        else {"name": "torch_lasso"}
+        for name in required
+    }
+    values = {name: str(spec["default"]) for name, spec in declared.items() if name not in given}
+    values |= {name: v if isinstance(v, str) else json.dumps(v) for name, v in given.items()}
+    module_name, argv = _argv(_entry_points()[entry.name]["command"], values)
+    parsed = parse_params(entry.params, _parse(_parser(module_name), argv))
+    assert parsed == entry.params.model_validate(given)
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES_IN_CONF)
@@ -203,7 +256,122 @@ def test_real_parameters_parse_in_the_entry_point(step: str, model: str) -> None
     for name in SPEC_BY_NAME[step].inputs:
         parameters[name] = f"runs:/0123456789abcdef/{name}"
     module_name, argv = _argv(_entry_points()[step]["command"], normalize(parameters))
-    _parse(_parser(module_name), argv)
+    parse_params(ENTRY_POINT_BY_NAME[step].params, _parse(_parser(module_name), argv))
+
+
+# --- conf/ holds values of schema fields only ---------------------------------------------------
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+    return data
+
+
+def _leaves(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Dotted key -> value of every setting a conf file gives (a mapping setting is one value)."""
+    leaves: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        if isinstance(value, dict) and key not in ("gate", "reference_distribution"):
+            leaves += _leaves(value, f"{prefix}{key}.")
+        else:
+            leaves.append((f"{prefix}{key}", value))
+    return leaves
+
+
+def _field(schema: type[BaseModel], dotted: str) -> Any:
+    """The schema field a dotted key names; fails the test when there is none."""
+    *parents, leaf = dotted.split(".")
+    for parent in parents:
+        assert parent in schema.model_fields, f"{dotted}: {parent!r} is not a section"
+        annotation = schema.model_fields[parent].annotation
+        assert isinstance(annotation, type) and issubclass(annotation, BaseModel), dotted
+        schema = annotation
+    assert leaf in schema.model_fields, f"conf key {dotted} is not a field of {schema.__name__}"
+    return schema.model_fields[leaf]
+
+
+def _config_yaml() -> dict[str, Any]:
+    raw = _yaml(CONF_DIR / "config.yaml")
+    raw.pop("defaults")
+    return raw
+
+
+def test_config_yaml_keys_are_schema_fields() -> None:
+    for key, _ in _leaves(_config_yaml()):
+        _field(PipelineConfig, key)
+
+
+def test_config_yaml_holds_no_copy_of_a_default() -> None:
+    """A value equal to the schema's default is a second copy of it: delete it from conf/.
+    The settings read from the environment (`${oc.env:...}`) are values, not copies."""
+    copies = [
+        key
+        for key, value in _leaves(_config_yaml())
+        if not (isinstance(value, str) and "${" in value)
+        and value == _field(PipelineConfig, key).get_default(call_default_factory=True)
+    ]
+    assert not copies, f"conf/config.yaml repeats the schema defaults of {copies}"
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES_IN_CONF)
+def test_model_yaml_keys_are_schema_fields_and_not_copies(name: str) -> None:
+    raw = _yaml(MODEL_CONF_DIR / f"{name}.yaml")
+    assert raw.get("name") == name, "conf/model/NAME.yaml names its model"
+    schema = MODEL_SCHEMAS[name]
+    unknown = sorted(set(raw) - set(schema.model_fields))
+    assert not unknown, f"conf/model/{name}.yaml: {unknown} are not fields of {schema.__name__}"
+    copies = [
+        key
+        for key, value in raw.items()
+        if key != "name" and value == schema.model_fields[key].get_default()
+    ]
+    assert not copies, f"conf/model/{name}.yaml repeats the schema defaults of {copies}"
+    schema.model_validate(raw)
+
+
+def test_model_conf_files_are_the_registered_schemas() -> None:
+    assert sorted(MODEL_SCHEMAS) == MODEL_NAMES_IN_CONF
+
+
+@pytest.mark.parametrize(
+    "path", sorted((CONF_DIR / "sweep").glob("*.yaml")), ids=lambda path: path.stem
+)
+def test_sweep_variants_name_schema_fields(path: Path) -> None:
+    """Every `model.KEY=...` of a sweep variant is a setting of the model it trains."""
+    for variant in _yaml(path)["variants"]:
+        choices = dict(override.split("=", 1) for override in variant)
+        schema = MODEL_SCHEMAS[choices.get("model", "torch_lasso")]
+        for key in choices:
+            if key.startswith("model."):
+                assert key.removeprefix("model.") in schema.model_fields, f"{path.name}: {key}"
+        load_config(list(variant))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES_IN_CONF)
+def test_composed_model_is_the_schema_defaults_plus_the_yaml(name: str) -> None:
+    composed = load_config([f"model={name}"]).model.model_dump()
+    expected = MODEL_SCHEMAS[name]().model_dump() | _yaml(MODEL_CONF_DIR / f"{name}.yaml")
+    assert composed == expected
+
+
+def test_composed_sections_are_the_schema_defaults_where_conf_is_silent() -> None:
+    """Hydra starts from the schemas' defaults: a setting conf/ does not give is the default."""
+    composed = load_config([]).model_dump(exclude={"model"})
+    defaults = PipelineConfig().model_dump(exclude={"model"})
+    given = {key for key, _ in _leaves(_config_yaml())}
+    for key, default in _leaves(defaults):
+        if key not in given and not key.startswith("sweep.variants"):
+            section, *rest = key.split(".")
+            value = composed[section]
+            for part in rest:
+                value = value[part]
+            assert value == default, key
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES_IN_CONF)
+def test_validated_model_config_is_accepted_by_build_model(name: str) -> None:
+    """The train step receives the validated config's dump, not the raw yaml."""
+    build_model(load_config([f"model={name}"]).model.model_dump())
 
 
 # --- environment files --------------------------------------------------------------------------
@@ -239,40 +407,6 @@ def test_conda_python_matches_requires_python() -> None:
     assert allowed_minors == {minor}, (
         f"requires-python {requires} allows 3.{sorted(allowed_minors)}, conda pins {conda_python}"
     )
-
-
-# --- model configs ------------------------------------------------------------------------------
-
-
-def test_model_conf_files_are_the_model_factory_models() -> None:
-    assert sorted(MODEL_NAMES) == MODEL_NAMES_IN_CONF
-
-
-@pytest.mark.parametrize("name", MODEL_NAMES_IN_CONF)
-def test_model_yaml_is_accepted_by_the_config_schema(name: str) -> None:
-    raw = _model_yaml(name)
-    assert raw["name"] == name
-    validated = TypeAdapter(ModelConfig).validate_python(raw)
-    assert isinstance(validated, MODEL_SCHEMAS[name])
-    assert set(validated.model_dump()) == set(raw)
-
-
-@pytest.mark.parametrize("name", MODEL_NAMES_IN_CONF)
-def test_model_yaml_is_accepted_by_build_model(name: str) -> None:
-    build_model(_model_yaml(name))
-
-
-@pytest.mark.parametrize("name", MODEL_NAMES_IN_CONF)
-def test_validated_model_config_is_accepted_by_build_model(name: str) -> None:
-    """The train step receives the validated config's dump, not the raw yaml."""
-    build_model(load_config([f"model={name}"]).model.model_dump())
-
-
-@pytest.mark.parametrize("name", sorted(MODEL_SCHEMAS))
-def test_config_schema_keys_equal_build_model_keys(name: str) -> None:
-    schema_keys = set(MODEL_SCHEMAS[name].model_fields)
-    factory_keys = {"name", *COMMON_DEFAULTS[name], *HYPERPARAMETERS[name]}
-    assert schema_keys == factory_keys
 
 
 # --- pytest configuration ---------------------------------------------------------------------

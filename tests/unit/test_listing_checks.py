@@ -11,7 +11,9 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow
 import pytest
+from pydantic import ValidationError
 
+from steps.common.bounds import CleaningBounds
 from steps.common.errors import ConfigurationError, DataValidationError
 from steps.common.listing_columns import LISTING_ARROW_TYPES
 from steps.ingest.cleaning import clean_listings
@@ -22,6 +24,7 @@ from steps.validate.listing_checks import (
     neighbourhood_kl_divergence,
     validate_listings,
 )
+from steps.validate.schema import DataCheckSettings
 
 BOX: dict[str, Any] = {
     "min_longitude": -74.25,
@@ -39,8 +42,11 @@ REFERENCE = {
 }
 
 
+BOUNDS = CleaningBounds(**PRICES, **BOX)
+
+
 def _schema(min_rows: int = 50, max_rows: int = 100_000) -> pa.DataFrameSchema:
-    return build_listing_schema(min_rows=min_rows, max_rows=max_rows, **PRICES, **BOX)
+    return build_listing_schema(min_rows=min_rows, max_rows=max_rows, bounds=BOUNDS)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +56,7 @@ def clean_frame() -> pd.DataFrame:
     for name, arrow_type in LISTING_ARROW_TYPES.items():
         if arrow_type.equals(pyarrow.float64()):
             raw[name] = raw[name].astype("float64")
-    cleaned, _ = clean_listings(raw, **PRICES, **BOX)
+    cleaned, _ = clean_listings(raw, BOUNDS)
     return cleaned
 
 
@@ -80,7 +86,8 @@ def test_broken_frame_names_every_rule(clean_frame: pd.DataFrame) -> None:
         validate_listings(bad, _schema(min_rows=10_000), REFERENCE, kl_threshold=0.2)
     message = str(info.value)
     expected = [
-        r"column 'price': check 'in_range\(10, 350\)' failed for 2 row\(s\); e\.g\. 5\.0 \(row 0\)",
+        r"column 'price': check 'in_range\(10\.0, 350\.0\)' failed for 2 row\(s\); "
+        r"e\.g\. 5\.0 \(row 0\)",
         r"column 'neighbourhood_group': check 'isin\(.*\)' failed for 1 row\(s\); "
         r"e\.g\. 'Atlantis' \(row 2\)",
         r"column 'room_type': check 'isin\(.*\)' failed for 1 row\(s\); e\.g\. 'Castle' \(row 3\)",
@@ -179,15 +186,15 @@ def test_bad_threshold_is_configuration_error(clean_frame: pd.DataFrame) -> None
 @pytest.mark.parametrize(
     ("override", "pattern"),
     [
-        ({"min_rows": 10, "max_rows": 5}, "min_rows"),
-        ({"min_rows": -1, "max_rows": 5}, "min_rows must be >= 0"),
+        ({"min_rows": 10, "max_rows": 5}, "min_rows must not exceed max_rows"),
+        ({"min_rows": 0, "max_rows": 5}, r"min_rows\n.*greater than or equal to 1"),
     ],
 )
-def test_bad_schema_arguments(override: dict[str, int], pattern: str) -> None:
-    with pytest.raises(ConfigurationError, match=pattern):
-        build_listing_schema(**override, **PRICES, **BOX)
+def test_bad_row_window_is_refused_by_its_schema(override: dict[str, int], pattern: str) -> None:
+    with pytest.raises(ValidationError, match=pattern):
+        DataCheckSettings.model_validate(override)
 
 
 def test_bad_price_bounds() -> None:
-    with pytest.raises(ConfigurationError, match="min_price"):
-        build_listing_schema(min_rows=1, max_rows=2, min_price=400, max_price=350, **BOX)
+    with pytest.raises(ValidationError, match="min_price must be below max_price"):
+        CleaningBounds(**(PRICES | {"min_price": 400}), **BOX)

@@ -16,7 +16,8 @@ from sklearn.pipeline import Pipeline
 
 from steps.common.errors import ConfigurationError
 from steps.common.listing_columns import LISTING_COLUMNS, NEIGHBOURHOOD_GROUPS, ROOM_TYPES
-from steps.train.model_factory import MODEL_NAMES, build_model
+from steps.train.model_factory import build_model, model_settings
+from steps.train.model_schemas import MODEL_NAMES, TorchLassoSchema
 from steps.train.torch_lasso import TorchLasso
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "model"
@@ -129,7 +130,7 @@ def test_shipped_configs_build(name: str) -> None:
     cfg = yaml.safe_load((CONF_DIR / f"{name}.yaml").read_text())
     model = build_model(cfg)
     regressor = model.steps[-1][1]
-    if cfg["log_target"]:
+    if model_settings(cfg).log_target:
         assert isinstance(regressor, TransformedTargetRegressor)
         regressor = regressor.regressor
     assert isinstance(regressor, EXPECTED_REGRESSOR[name])
@@ -190,6 +191,15 @@ def test_defaults_fill_missing_keys() -> None:
     regressor = model.steps[-1][1]
     assert isinstance(regressor, TransformedTargetRegressor)
     assert isinstance(regressor.regressor, TorchLasso)
+    # The defaults are the schema's, which are what the pipeline trains with (conf/ adds none).
+    lasso = regressor.regressor.get_params()
+    assert (lasso["alpha"], lasso["max_iter"], lasso["tol"]) == (0.001, 2000, 1e-6)
+    assert TorchLassoSchema().hyperparameters() == {
+        "alpha": 0.001,
+        "max_iter": 2000,
+        "tol": 1e-6,
+        "device": "auto",
+    }
 
 
 def test_hist_gradient_boosting_defaults_and_trusted_types() -> None:

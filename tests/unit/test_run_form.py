@@ -69,10 +69,13 @@ def test_each_model_section_has_its_schema_fields_bounds_and_descriptions(model:
     assert list(section) == [key for key in config if key != "name"]
     for key, form_field in section.items():
         expected = {k: v for k, v in config[key].items() if k not in ("title", "default")}
+        description = expected.pop("description", None)
         branches = expected.pop("anyOf", None) or [expected]
         kept = [b for b in branches if b != {"type": "null"}]
         assert form_field["title"] == key
         shown = {k: v for k, v in form_field.items() if k != "title"}
+        # The schema's description is the field's help text in the form.
+        assert description and shown.pop("description", None) == description, key
         if any("const" in b or b.get("type") == "boolean" for b in kept):
             # The form would send a switch's false untouched: "None" (conf/'s value) is chosen.
             assert shown == {"anyOf": [*kept, {"type": "null"}], "default": None}, key

@@ -21,11 +21,13 @@ import pytest
 from fault_injection.http_source import Behaviour, http_source
 from steps.common.errors import ConfigurationError, SourceError
 from steps.common.listing_columns import LISTING_COLUMNS
+from steps.common.params_cli import parse_params
 from steps.contract import EXIT_BAD_SOURCE
 from steps.ingest.csv_to_parquet import convert_csv_to_parquet
 from steps.ingest.demo_data import generate_listings
 from steps.ingest.get_data import build_parser, source_limits
 from steps.ingest.oss_source import download_oss
+from steps.ingest.schema import GetDataParams
 from steps.ingest.source_limits import RATIO_FLOOR_BYTES, SourceLimits
 from steps.ingest.sources import download_http, fetch_source
 from tests.oss_server import OssServer
@@ -129,7 +131,20 @@ def test_entry_point_parameters_reach_the_limits() -> None:
             *("--max_compression_ratio", "9", "--download_deadline_s", "11"),
         ]
     )
-    assert source_limits(args) == SourceLimits(7, 9, 11)
+    assert source_limits(parse_params(GetDataParams, args)) == SourceLimits(7, 9, 11)
+
+
+def test_limit_defaults_are_the_schema_defaults() -> None:
+    defaults = GetDataParams()
+    assert SourceLimits() == SourceLimits(
+        defaults.max_source_mb, defaults.max_compression_ratio, defaults.download_deadline_s
+    )
+
+
+def test_out_of_bounds_parameter_is_a_configuration_error_naming_the_flag() -> None:
+    args = build_parser().parse_args(["--source", "demo", "--max_compression_ratio", "1"])
+    with pytest.raises(ConfigurationError, match=r"--max_compression_ratio: .*greater than 1"):
+        parse_params(GetDataParams, args)
 
 
 # --- header longer than the reader's peek ----------------------------------------------------
