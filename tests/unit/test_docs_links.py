@@ -20,10 +20,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 README = PROJECT_ROOT / "README.md"
 PAGES = [README, *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
 
-# Pages the README links to that another branch of issue 16 writes (the configuration reference
-# generated from the schemas); remove an entry once its file is merged.
-WRITTEN_ON_ANOTHER_BRANCH = {"docs/configuration.md"}
-
 _FENCE = re.compile(r"^```.*?$(.*?)^```", re.MULTILINE | re.DOTALL)
 _SPAN = re.compile(r"`([^`\n]+)`")
 _LINK = re.compile(r"\[[^\]\n]*\]\(([^)\s]+)\)")
@@ -91,8 +87,6 @@ def test_every_relative_link_resolves(page: Path) -> None:
         path = (page.parent / file_part).resolve() if file_part else page
         inside = path.is_relative_to(PROJECT_ROOT)
         name = path.relative_to(PROJECT_ROOT).as_posix() if inside else str(path)
-        if name in WRITTEN_ON_ANOTHER_BRANCH and not path.exists():
-            continue
         if not path.exists():
             broken.append(f"{target}: no such file")
         elif anchor and path.suffix == ".md":
@@ -112,8 +106,6 @@ def test_every_repository_path_in_backticks_exists(page: Path) -> None:
         if not _PATH.match(candidate) or _PLACEHOLDER.search(candidate):
             continue
         if candidate.split("/")[0] not in tracked:  # mlruns/, .venv/, test-output/: made at run
-            continue
-        if candidate in WRITTEN_ON_ANOTHER_BRANCH:
             continue
         if not (PROJECT_ROOT / candidate).exists():
             missing.append(candidate)
