@@ -64,7 +64,7 @@ def load_listings(source: str, rows: int) -> pd.DataFrame:
 
 def split_data(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The pipeline's cleaning and split, with conf/config.yaml's settings."""
-    from flows.config import load_config
+    from orchestration.config import load_config
     from steps.ingest.cleaning import clean_listings
     from steps.split.splitting import split_listings
 

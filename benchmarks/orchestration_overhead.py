@@ -63,8 +63,8 @@ def _overrides(demo_rows: int, backend: str | None) -> list[str]:
 
 def child_pipeline(backend: str, demo_rows: int) -> dict[str, Any]:
     """What `python -m flows.train_pipeline main.backend=...` does, keeping the summary."""
-    from flows.runtime import prepare_process
     from flows.train_pipeline import train_pipeline
+    from orchestration.runtime import prepare_process
 
     prepare_process()
     started = time.perf_counter()
@@ -84,10 +84,10 @@ def child_baseline(demo_rows: int) -> dict[str, Any]:
     import mlflow
     from mlflow.projects.utils import load_project
 
-    from flows.config import load_config
-    from flows.pipeline_steps import SPEC_BY_NAME
-    from flows.runtime import configure_services, prepare_process
-    from flows.step_runner import step_parameters
+    from orchestration.config import load_config
+    from orchestration.runtime import configure_services, prepare_process
+    from orchestration.step_runner import step_parameters
+    from orchestration.step_table import SPEC_BY_NAME
     from steps.contract import normalize
     from tasks.tracking_store import ensure_experiment, outputs_of
     from warm_backend.protocol import parse_module_command

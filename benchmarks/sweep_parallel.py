@@ -51,8 +51,8 @@ def _overrides(sweep: str, demo_rows: int, workers: int) -> list[str]:
 
 def child_sweep(sweep: str, demo_rows: int, workers: int) -> dict[str, Any]:
     """What `python -m flows.sweep ...` does, keeping the summary's figures."""
-    from flows.runtime import prepare_process
     from flows.sweep import sweep as sweep_flow
+    from orchestration.runtime import prepare_process
 
     prepare_process()
     summary = sweep_flow(overrides=_overrides(sweep, demo_rows, workers))

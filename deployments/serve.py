@@ -20,8 +20,8 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 
 from deployments.spec import DeploymentsFileError, DeploymentSpec, load_deployments
-from flows.runtime import prepare_process
 from flows.train_pipeline import train_pipeline
+from orchestration.runtime import prepare_process
 
 
 def runner_deployment(spec: DeploymentSpec) -> RunnerDeployment:

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo, available_timezones
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from flows.config import CONF_DIR, ConfigError, load_config
 from flows.run_form import RunForm, run_overrides
+from orchestration.config import CONF_DIR, ConfigError, load_config
 
 DEPLOYMENTS_FILE = CONF_DIR / "deployments.yaml"
 PROJECT_ROOT = CONF_DIR.parent

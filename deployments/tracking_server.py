@@ -52,8 +52,8 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
-from flows.config import ConfigError, TrackingServerConfig, load_config
-from flows.runtime import prepare_process
+from orchestration.config import ConfigError, TrackingServerConfig, load_config
+from orchestration.runtime import prepare_process
 from steps.common.url_secrets import hide_password
 
 logger = logging.getLogger(__name__)

@@ -35,8 +35,8 @@ from typing import Any, TextIO
 
 import requests
 
-from flows.config import ConfigError, load_config
-from flows.runtime import prepare_process
+from orchestration.config import ConfigError, load_config
+from orchestration.runtime import prepare_process
 
 logger = logging.getLogger(__name__)
 

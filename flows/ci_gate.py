@@ -30,10 +30,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.cli import Command, run_command
-from flows.config import CIConfig, ConfigError, PipelineConfig
-from flows.pipeline_steps import PROMOTION_STEP
-from flows.runtime import compose
 from flows.train_pipeline import PipelineError, train_pipeline
+from orchestration.config import CIConfig, ConfigError, PipelineConfig
+from orchestration.runtime import compose
+from orchestration.step_table import PROMOTION_STEP
 from reporting.summary import PipelineSummary
 from steps.common.url_secrets import redact_url
 from steps.contract import (

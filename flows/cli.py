@@ -28,9 +28,9 @@ from typing import Any
 
 from prefect.exceptions import TerminationSignal
 
-from flows.config import ConfigError
-from flows.runtime import compose, composing_once, prepare_process
-from flows.step_runner import PipelineError
+from orchestration.config import ConfigError
+from orchestration.runtime import compose, composing_once, prepare_process
+from orchestration.step_runner import PipelineError
 from steps.contract import EXIT_BAD_CONFIG, EXIT_BUG
 from tasks.step_failure import StepFailed
 

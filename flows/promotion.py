@@ -17,10 +17,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.cli import Command, run_command
-from flows.config import PipelineConfig
-from flows.pipeline_steps import ROLLBACK_STEP
-from flows.runtime import compose, configure_services
-from flows.step_runner import step_runner
+from orchestration.config import PipelineConfig
+from orchestration.runtime import compose, configure_services
+from orchestration.step_runner import step_runner
+from orchestration.step_table import ROLLBACK_STEP
 from steps.contract import VERDICT_NOTE
 from tasks.registry_history import read_alias_history
 from tasks.step_result import StepResult

@@ -29,8 +29,8 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from flows.config import ConfigError, DataConfig, MainConfig
-from flows.pipeline_steps import STEP_NAMES
+from orchestration.config import ConfigError, DataConfig, MainConfig
+from orchestration.step_table import STEP_NAMES
 from steps.common.url_secrets import CREDENTIAL_QUERY_KEYS, refusal
 from steps.train.model_schemas import MODEL_SCHEMAS
 

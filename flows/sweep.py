@@ -33,22 +33,22 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
 from flows.cli import Command, run_command
-from flows.config import ConfigError
-from flows.dask_runner import (
+from orchestration.config import ConfigError
+from orchestration.dask_cluster import (
     SweepClusterError,
     available_cores,
     cluster_starting,
     describe,
     step_environment,
 )
-from flows.pipeline_steps import (
+from orchestration.step_runner import StepRunner, source_label, start_flow
+from orchestration.step_table import (
     MODEL_STEP,
     PROMOTION_STEP,
     VARIANT_STEPS,
     shared_steps,
 )
-from flows.step_runner import StepRunner, source_label, start_flow
-from flows.sweep_plan import (
+from orchestration.sweep_plan import (
     MULTIRUN_FLAGS,
     SweepPlan,
     Variant,

@@ -25,7 +25,6 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.cli import Command, run_command
-from flows.config import ConfigError, PipelineConfig
 from flows.run_form import (
     DataSource,
     ExperimentName,
@@ -35,9 +34,10 @@ from flows.run_form import (
     StepsChoice,
     run_overrides,
 )
-from flows.runtime import compose
-from flows.step_runner import PipelineError, source_label, start_flow
-from flows.sweep_plan import MULTIRUN_FLAGS
+from orchestration.config import ConfigError, PipelineConfig
+from orchestration.runtime import compose
+from orchestration.step_runner import PipelineError, source_label, start_flow
+from orchestration.sweep_plan import MULTIRUN_FLAGS
 from reporting.prefect_artifacts import publish_run_artifacts
 from reporting.summary import PipelineSummary, build_summary
 from tasks.pipeline_run import end_pipeline_run

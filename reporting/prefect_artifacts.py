@@ -21,7 +21,7 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
-from flows.pipeline_steps import EVALUATION_STEP
+from orchestration.step_table import EVALUATION_STEP
 from reporting.summary import PipelineSummary, StepLine
 from reporting.sweep_summary import SweepSummary
 from steps.common.url_secrets import hide_password, redact_url

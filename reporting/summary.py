@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flows.config import PipelineConfig
-from flows.pipeline_steps import ENTRY_POINT_SPECS, EVALUATION_STEP, PROMOTION_STEP
+from orchestration.config import PipelineConfig
+from orchestration.step_table import ENTRY_POINT_SPECS, EVALUATION_STEP, PROMOTION_STEP
 from steps.common.url_secrets import hide_password
 from steps.contract import CHAMPION_NOTE, VERDICT_NOTE
 from tasks.step_result import StepResult

@@ -2,8 +2,9 @@
 description are written.
 
 Each entry point declares its parameters as a subclass beside its code; the pipeline's
-configuration (flows/config.py) is composed of the same classes, MLproject is generated from them
-(`python -m steps.mlproject`) and so is docs/configuration.md (`python -m flows.config_reference`).
+configuration (orchestration/config.py) is composed of the same classes, MLproject is generated
+from them (`python -m steps.mlproject`) and so is docs/configuration.md
+(`python -m orchestration.config_reference`).
 """
 
 from __future__ import annotations

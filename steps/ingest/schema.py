@@ -1,7 +1,7 @@
 """The parameters of the ingest entry points, get_data and basic_cleaning.
 
 `SourceSettings` and `CleaningSettings` are also the `data` and `cleaning` sections of the
-pipeline's configuration (flows/config.py composes them); the `*Params` classes add what the
+pipeline's configuration (orchestration/config.py composes them); the `*Params` classes add what the
 flow feeds from upstream steps or computes itself.
 """
 

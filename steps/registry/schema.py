@@ -1,7 +1,7 @@
 """The parameters of the registry entry points, promote and rollback.
 
 `PromotionSettings` is also the `promotion` section of the pipeline's configuration
-(flows/config.py); the registered model's name is the `main` section's `registered_model`.
+(orchestration/config.py); the registered model's name is the `main` section's `registered_model`.
 """
 
 from __future__ import annotations

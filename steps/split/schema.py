@@ -1,5 +1,5 @@
 """The parameters of entry point `data_split`; `SplitSettings` is also the `split` section of the
-pipeline's configuration (flows/config.py)."""
+pipeline's configuration (orchestration/config.py)."""
 
 from __future__ import annotations
 

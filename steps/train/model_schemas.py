@@ -1,11 +1,12 @@
 """One schema per model of conf/model/: its hyperparameters with their bounds, defaults and
 descriptions, and how it becomes an unfitted regressor.
 
-`MODEL_SCHEMAS` (name -> schema) is the registry the configuration (flows/config.py), the sweep,
-the docs and the Prefect run form read; `ModelSettings` is the tagged union the `model` section
-and the train entry point validate against. Adding a model hyperparameter is one field here (and
-its value in conf/model/NAME.yaml only where it differs from the default). The defaults are the
-values the pipeline trains with; conf/model/NAME.yaml holds only what differs from them.
+`MODEL_SCHEMAS` (name -> schema) is the registry the configuration (orchestration/config.py),
+the sweep, the docs and the Prefect run form read; `ModelSettings` is the tagged union the
+`model` section and the train entry point validate against. Adding a model hyperparameter is one
+field here (and its value in conf/model/NAME.yaml only where it differs from the default). The
+defaults are the values the pipeline trains with; conf/model/NAME.yaml holds only what differs
+from them.
 
 The regressors are imported when built, not here: the flow validates its configuration without
 importing torch or scikit-learn.

@@ -1,5 +1,5 @@
 """The parameters of entry point `data_check`; `DataCheckSettings` is also the `data_check`
-section of the pipeline's configuration (flows/config.py)."""
+section of the pipeline's configuration (orchestration/config.py)."""
 
 from __future__ import annotations
 

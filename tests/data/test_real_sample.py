@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.config import PipelineConfig, load_config
+from orchestration.config import PipelineConfig, load_config
 from steps.ingest.cleaning import clean_listings
 from steps.ingest.csv_to_parquet import convert_csv_to_parquet
 from steps.ingest.demo_data import write_demo_csv

@@ -14,8 +14,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from flows.config import load_config
-from flows.step_runner import StepRunner
+from orchestration.config import load_config
+from orchestration.step_runner import StepRunner
 from steps.contract import CACHE_TAG, DIGEST_TAG_PREFIX, OUTPUT_TAG_PREFIX, PARENT_RUN_TAG, STEP_TAG
 from tasks.run_entry_point import run_entry_point
 from tasks.step_cache import find_cached_run, vouch_tag, why_not_reusable

@@ -23,11 +23,11 @@ import pytest
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.config import load_config
 from flows.promotion import main as promotion_cli
-from flows.runtime import configure_services
-from flows.step_runner import step_parameters
 from flows.train_pipeline import train_pipeline
+from orchestration.config import load_config
+from orchestration.runtime import configure_services
+from orchestration.step_runner import step_parameters
 from tasks.run_entry_point import run_entry_point
 from tasks.step_result import StepResult
 from tasks.tracking_store import ensure_experiment, latest_finished_run

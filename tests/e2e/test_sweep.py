@@ -17,10 +17,10 @@ import pytest
 import torch
 from mlflow.entities import Run
 
-from flows.config import load_config
-from flows.dask_runner import SweepClusterError, cluster_starting
 from flows.sweep import main as sweep_main
 from flows.train_pipeline import main as pipeline_main
+from orchestration.config import load_config
+from orchestration.dask_cluster import SweepClusterError, cluster_starting
 from tests.e2e.conftest import SMALL_DEMO, Workspace
 from tests.loopback import free_port
 

@@ -17,8 +17,8 @@ import pytest
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun
 
-from flows.pipeline_steps import STEP_NAMES
 from flows.run_form import MODEL_SCHEMAS
+from orchestration.step_table import STEP_NAMES
 from steps.contract import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG
 from tests.services.conftest import (
     PrefectServer,

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import mlflow
 
-from flows.pipeline_steps import STEP_NAMES
+from orchestration.step_table import STEP_NAMES
 from steps.contract import FLOW_RUN_TAG, STEP_TAG
 from tests.services.conftest import (
     PrefectServer,

@@ -12,7 +12,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitStrategy
 from prefect.client.schemas.schedules import CronSchedule
 
 from deployments.spec import load_deployments
-from flows.pipeline_steps import STEP_NAMES
+from orchestration.step_table import STEP_NAMES
 from steps.contract import FLOW_RUN_TAG, PARENT_RUN_TAG, STEP_TAG
 from tests.services.conftest import (
     SMALL_RUN,

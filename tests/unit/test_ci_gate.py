@@ -26,7 +26,7 @@ from flows.ci_gate import (
     run_url,
     write_report,
 )
-from flows.config import CIConfig, load_config
+from orchestration.config import CIConfig, load_config
 
 CI = CIConfig(
     main_branch="main",

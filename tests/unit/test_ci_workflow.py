@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from flows.config import load_config
+from orchestration.config import load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "ci.yml"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import ConfigError, DataConfig, PipelineConfig, load_config
-from flows.pipeline_steps import STEP_NAMES
+from orchestration.config import ConfigError, DataConfig, PipelineConfig, load_config
+from orchestration.step_table import STEP_NAMES
 
 ENV_DEFAULTED = ("MLFLOW_TRACKING_URI", "WANDB_MODE", "WANDB_PROJECT", "WANDB_RUN_GROUP")
 

@@ -23,10 +23,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from pydantic import BaseModel
 
-from flows import config_reference
-from flows.config import PipelineConfig, load_config
-from flows.pipeline_steps import MAINTENANCE_ENTRY_POINTS, SPEC_BY_NAME, STEP_NAMES
-from flows.step_runner import step_parameters
+from orchestration import config_reference
+from orchestration.config import PipelineConfig, load_config
+from orchestration.step_runner import step_parameters
+from orchestration.step_table import MAINTENANCE_ENTRY_POINTS, SPEC_BY_NAME, STEP_NAMES
 from steps import mlproject
 from steps.common.params_cli import flags, is_scalar, parse_params
 from steps.contract import normalize
@@ -139,7 +139,7 @@ def test_mlproject_check_fails_when_stale(tmp_path: Path) -> None:
 
 def test_configuration_reference_is_generated_from_the_schemas() -> None:
     current = config_reference.REFERENCE.read_text()
-    assert current == config_reference.render(), "run: python -m flows.config_reference"
+    assert current == config_reference.render(), "run: python -m orchestration.config_reference"
     assert config_reference.main(["--check"]) == 0
 
 

@@ -24,8 +24,8 @@ from deployments.spec import (
     DeploymentsFileError,
     load_deployments,
 )
-from flows.config import load_config
 from flows.train_pipeline import train_pipeline
+from orchestration.config import load_config
 
 SPECS = load_deployments()
 NAMES = [spec.name for spec in SPECS]

@@ -17,7 +17,7 @@ from connectors.oss import (
     parse_oss_uri,
 )
 from connectors.oss_upload import destination_key
-from flows.config import DataConfig
+from orchestration.config import DataConfig
 from steps.common.errors import SourceError
 from steps.common.url_secrets import redact_url
 from steps.common.wandb_mirror import public_config

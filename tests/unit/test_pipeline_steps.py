@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.config import load_config
-from flows.pipeline_steps import (
+from orchestration.config import load_config
+from orchestration.step_runner import step_parameters, upstream_steps_to_reuse
+from orchestration.step_table import (
     ENTRY_POINT_SPECS,
     EVALUATION_STEP,
     MODEL_STEP,
@@ -20,7 +21,6 @@ from flows.pipeline_steps import (
     VARIANT_STEPS,
     shared_steps,
 )
-from flows.step_runner import step_parameters, upstream_steps_to_reuse
 from tasks.run_entry_point import PROJECT_ROOT
 
 

@@ -13,10 +13,10 @@ from prefect.utilities.schema_tools.validation import ValidationError as SchemaE
 from prefect.utilities.schema_tools.validation import validate
 
 import flows.train_pipeline as pipeline_module
-from flows.config import CONF_DIR, ConfigError, load_config
-from flows.pipeline_steps import STEP_NAMES
 from flows.run_form import MODEL_SCHEMAS, RunForm, hydra_value, run_overrides
 from flows.train_pipeline import train_pipeline
+from orchestration.config import CONF_DIR, ConfigError, load_config
+from orchestration.step_table import STEP_NAMES
 
 SCHEMA = parameter_schema(train_pipeline.fn).model_dump_for_openapi()
 FIELDS = ["model", "hyperparameters", "data_source", "steps", "experiment_name"]

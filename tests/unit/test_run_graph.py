@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from flows.config import load_config
-from flows.pipeline_steps import SPEC_BY_NAME, STEP_NAMES
-from flows.step_runner import StepRunner
+from orchestration.config import load_config
+from orchestration.step_runner import StepRunner
+from orchestration.step_table import SPEC_BY_NAME, STEP_NAMES
 from tasks.step_result import StepResult
 
 

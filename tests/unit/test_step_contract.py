@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from flows.cli import EXIT_CONFIG, Command, run_command
-from flows.config import ConfigError
-from flows.runtime import compose, composing_once
+from orchestration.config import ConfigError
+from orchestration.runtime import compose, composing_once
 from steps.common import errors
 from steps.contract import (
     OUTCOMES,
@@ -64,16 +64,16 @@ def test_run_page_url_is_mlflow_3s_route() -> None:
 
 
 def test_a_command_composes_its_configuration_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import flows.runtime
+    import orchestration.runtime
 
     calls: list[tuple[str, ...]] = []
-    real = flows.runtime.load_config
+    real = orchestration.runtime.load_config
 
     def counting(overrides: tuple[str, ...] = ()) -> object:
         calls.append(tuple(overrides))
         return real(overrides)
 
-    monkeypatch.setattr(flows.runtime, "load_config", counting)
+    monkeypatch.setattr(orchestration.runtime, "load_config", counting)
     with composing_once():
         first = compose(["model=random_forest"])
         assert compose(["model=random_forest"]) is first

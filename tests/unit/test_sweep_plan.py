@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.config import ConfigError, load_config
-from flows.sweep_plan import plan_sweep, split_multirun
+from orchestration.config import ConfigError, load_config
+from orchestration.sweep_plan import plan_sweep, split_multirun
 
 # The issue's own example: alpha is a setting of torch_lasso, not of random_forest.
 ISSUE_EXAMPLE = ["model=torch_lasso,random_forest", "model.alpha=0.01,0.001"]

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import load_config
-from flows.dask_runner import (
+from flows.sweep import SweepFailed, VariantOutcome, pick_best
+from orchestration.config import load_config
+from orchestration.dask_cluster import (
     describe,
     step_environment,
     step_threads,
     task_runner,
     worker_environment,
 )
-from flows.sweep import SweepFailed, VariantOutcome, pick_best
-from flows.sweep_plan import SweepPlan, plan_sweep
+from orchestration.sweep_plan import SweepPlan, plan_sweep
 from reporting.prefect_artifacts import sweep_markdown, variant_rows
 from reporting.summary import PipelineSummary
 from reporting.sweep_summary import SweepSummary, VariantLine

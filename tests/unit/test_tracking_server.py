@@ -29,7 +29,7 @@ from deployments.tracking_server import (
     server_command,
     server_environment,
 )
-from flows.config import ConfigError, load_config
+from orchestration.config import ConfigError, load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-pw"

@@ -10,7 +10,7 @@ import pytest
 
 from deployments import tracking_users
 from deployments.tracking_users import Grant, plan_grant, read_new_password
-from flows.config import ConfigError
+from orchestration.config import ConfigError
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.config import ConfigError, load_config
-from flows.step_runner import source_label, step_parameters
+from orchestration.config import ConfigError, load_config
+from orchestration.step_runner import source_label, step_parameters
 from steps.common.errors import ConfigurationError, SourceError
 from steps.common.url_secrets import (
     MissingEnvironmentVariable,

@@ -1,4 +1,6 @@
-"""Write docs/configuration.md from the schemas: `python -m flows.config_reference [--check]`.
+"""Write docs/configuration.md from the schemas.
+
+`python -m orchestration.config_reference [--check]`.
 
 One table per section of the configuration (and one per model of conf/model/): key, type,
 bounds, default, description, all read from the pydantic schemas that validate them, so the
@@ -16,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from flows.config import PipelineConfig
+from orchestration.config import PipelineConfig
 from steps.common.params_cli import bounds_text, type_text
 from steps.train.model_schemas import MODEL_SCHEMAS
 
@@ -25,9 +27,9 @@ REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 _HEADER = """\
 # Configuration reference
 
-Generated from the schemas by `python -m flows.config_reference`; edit the schemas, not this
+Generated from the schemas by `python -m orchestration.config_reference`; edit the schemas, not this
 file. Each setting is declared once, next to the code that uses it: the steps' in
-`steps/*/schema.py` and `steps/train/model_schemas.py`, the flow's in `flows/config.py`.
+`steps/*/schema.py` and `steps/train/model_schemas.py`, the flow's in `orchestration/config.py`.
 `conf/config.yaml` and `conf/model/*.yaml` hold only the values that differ from these defaults;
 override any key on the command line, e.g.
 `python -m flows.train_pipeline model=random_forest model.n_estimators=300 cleaning.max_price=500`.
@@ -110,7 +112,9 @@ def render() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.config_reference", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestration.config_reference", description=__doc__
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     parser.add_argument("--output", type=Path, default=REFERENCE)
     args = parser.parse_args(argv)
@@ -118,7 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     current = args.output.read_text() if args.output.exists() else ""
     if args.check:
         if current != text:
-            sys.stderr.write(f"{args.output} is stale: run python -m flows.config_reference\n")
+            sys.stderr.write(
+                f"{args.output} is stale: run python -m orchestration.config_reference\n"
+            )
             return 1
         return 0
     args.output.write_text(text)

@@ -19,9 +19,9 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
-from flows.config import PipelineConfig
-from flows.pipeline_steps import ENTRY_POINT_SPECS, SPEC_BY_NAME, STEPS
-from flows.runtime import configure_services, service_environment
+from orchestration.config import PipelineConfig
+from orchestration.runtime import configure_services, service_environment
+from orchestration.step_table import ENTRY_POINT_SPECS, SPEC_BY_NAME, STEPS
 from steps.common.url_secrets import env_references, redact_url
 from steps.contract import PIPELINE_KIND, normalize
 from tasks.pipeline_run import reap_ghost_runs, reuse_step_outputs, start_pipeline_run
@@ -37,7 +37,7 @@ class PipelineError(RuntimeError):
 
 def step_parameters(step: str, cfg: PipelineConfig, start_dir: Path) -> dict[str, Any]:
     """The configuration values an entry point takes, by the names its MLproject declares
-    (the step table's `parameters`, flows/pipeline_steps.py)."""
+    (the step table's `parameters`, orchestration/step_table.py)."""
     return ENTRY_POINT_SPECS[step].settings(cfg, start_dir)
 
 

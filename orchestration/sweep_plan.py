@@ -25,9 +25,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 
-from flows.config import ConfigError, PipelineConfig, prepare_overrides
-from flows.pipeline_steps import VARIANT_STEPS
-from flows.runtime import compose
+from orchestration.config import ConfigError, PipelineConfig, prepare_overrides
+from orchestration.runtime import compose
+from orchestration.step_table import VARIANT_STEPS
 from steps.train.model_schemas import MODEL_SCHEMAS
 
 MULTIRUN_FLAGS = ("--multirun", "-m")

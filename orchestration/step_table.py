@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # flows/config.py validates main.steps against this table
-    from flows.config import PipelineConfig
+if TYPE_CHECKING:  # orchestration/config.py validates main.steps against this table
+    from orchestration.config import PipelineConfig
 
 # A step's parameters from the validated configuration (and the directory the run started in,
 # against which a relative data source is resolved), by the names its MLproject declares.

@@ -3,7 +3,7 @@
 `PipelineConfig` is composed of the steps' own schemas (steps/*/schema.py,
 steps/train/model_schemas.py) and the flow's sections below; Hydra starts from their defaults,
 so conf/*.yaml hold only the values that differ. docs/configuration.md is generated from them
-(`python -m flows.config_reference`).
+(`python -m orchestration.config_reference`).
 
 Everything below the flow receives plain, validated values from here. An unknown key or a bad
 value raises `ConfigError` with one line per problem, naming the key and what is allowed.
@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import Field, ValidationError, field_validator
 
-from flows.pipeline_steps import STEP_NAMES
+from orchestration.step_table import STEP_NAMES
 from steps.common.settings import Settings
 from steps.common.url_secrets import (
     ENV_REFERENCE,

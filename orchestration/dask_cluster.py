@@ -31,7 +31,7 @@ import dask
 from prefect.client.orchestration import get_client
 from prefect_dask import DaskTaskRunner
 
-from flows.config import DaskConfig
+from orchestration.config import DaskConfig
 
 # OpenMP, MKL and OpenBLAS pools; LOKY_MAX_CPU_COUNT is what joblib counts as "all cores" for
 # n_jobs=-1 (the random forest), so that it too means the step's share.

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 
-from flows.config import PipelineConfig, load_config
+from orchestration.config import PipelineConfig, load_config
 from steps.contract import REPORTED_BY_CALLER_VARIABLE
 from tasks.tracking_store import default_tracking_uri, use_tracking_uri
 
