@@ -7,11 +7,9 @@ pool: `prefect deploy --all` registers them, `prefect worker start --pool <pool>
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -23,6 +21,7 @@ from deployments.spec import (
     DeploymentSpec,
     load_deployments,
 )
+from steps.common.generated_file import generated_file_main
 
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
 _HEADER = """\
@@ -63,25 +62,14 @@ def render(specs: Sequence[DeploymentSpec]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deployments.render", description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 if prefect.yaml is stale")
-    parser.add_argument("--output", type=Path, default=PREFECT_YAML)
-    args = parser.parse_args(argv)
-    try:
-        text = render(load_deployments())
-    except DeploymentsFileError as error:
-        sys.stderr.write(f"error: {error}\n")
-        return 2
-    current = args.output.read_text() if args.output.exists() else ""
-    if args.check:
-        if current != text:
-            sys.stderr.write(f"{args.output} is stale: run python -m deployments.render\n")
-            return 1
-        return 0
-    if current != text:
-        args.output.write_text(text)
-        sys.stdout.write(f"wrote {args.output}\n")
-    return 0
+    return generated_file_main(
+        argv,
+        prog="python -m deployments.render",
+        description=__doc__,
+        output=PREFECT_YAML,
+        render=lambda: render(load_deployments()),
+        input_errors=(DeploymentsFileError,),
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ reference cannot drift from the code. `--check` writes nothing and exits 1 when 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -19,6 +18,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from orchestration.config import PipelineConfig
+from steps.common.generated_file import generated_file_main
 from steps.common.params_cli import bounds_text, type_text
 from steps.train.model_schemas import MODEL_SCHEMAS
 
@@ -112,23 +112,13 @@ def render() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m orchestration.config_reference", description=__doc__
+    return generated_file_main(
+        argv,
+        prog="python -m orchestration.config_reference",
+        description=__doc__,
+        output=REFERENCE,
+        render=render,
     )
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
-    parser.add_argument("--output", type=Path, default=REFERENCE)
-    args = parser.parse_args(argv)
-    text = render()
-    current = args.output.read_text() if args.output.exists() else ""
-    if args.check:
-        if current != text:
-            sys.stderr.write(
-                f"{args.output} is stale: run python -m orchestration.config_reference\n"
-            )
-            return 1
-        return 0
-    args.output.write_text(text)
-    return 0
 
 
 if __name__ == "__main__":

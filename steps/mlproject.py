@@ -8,7 +8,6 @@ writes nothing and exits 1 when MLproject is not what the schemas say.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -18,6 +17,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
+from steps.common.generated_file import generated_file_main
 from steps.common.params_cli import flags, is_scalar
 from steps.entry_points import ENTRY_POINTS, EntryPoint
 
@@ -133,19 +133,9 @@ def render(entry_points: Sequence[EntryPoint] = ENTRY_POINTS) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m steps.mlproject", description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 if MLproject is stale")
-    parser.add_argument("--output", type=Path, default=MLPROJECT)
-    args = parser.parse_args(argv)
-    text = render()
-    current = args.output.read_text() if args.output.exists() else ""
-    if args.check:
-        if current != text:
-            sys.stderr.write(f"{args.output} is stale: run python -m steps.mlproject\n")
-            return 1
-        return 0
-    args.output.write_text(text)
-    return 0
+    return generated_file_main(
+        argv, prog="python -m steps.mlproject", description=__doc__, output=MLPROJECT, render=render
+    )
 
 
 if __name__ == "__main__":
