@@ -165,6 +165,7 @@ def run_variants(
             _close(outcome, plan)
             continue
         outcome.results[step] = result
+        steps.remember(result, future)  # the variant's next step is drawn downstream of it
         following = outcome.next_step()
         if following is None:
             _close(outcome, plan)

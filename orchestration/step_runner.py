@@ -187,8 +187,13 @@ class StepRunner:
         arguments = self.arguments(step, results, parent_run_id, cfg, given=parameters)
         outcome = task(**arguments, wait_for=self.upstream_of(step, results))
         result = step_result(outcome)  # a cache hit comes back as its Cached state
-        self._handed_back[result.run_id] = outcome
+        self.remember(result, outcome)
         return result
+
+    def remember(self, result: StepResult, handed_back: Any) -> None:
+        """What this flow run's call of a step handed back (its result, cached state or future):
+        the steps that read `result`'s outputs wait for it, so the run graph draws the edge."""
+        self._handed_back[result.run_id] = handed_back
 
     def submit(
         self,

@@ -43,3 +43,35 @@ def test_each_step_waits_for_the_steps_whose_outputs_it_reads(
         "evaluate": ["train", "data_split"],
         "promote": ["train", "data_split"],
     }
+
+
+def test_a_sweep_variants_evaluate_waits_for_that_variants_train(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Submitted steps (a sweep's variants on Dask) draw the same edges: the variant's train
+    future is what its evaluate waits for, besides the shared data_split."""
+    runner = StepRunner(load_config(["main.force=true"]), "1", None, tmp_path)
+
+    def task(*, step: str, **_: Any) -> StepResult:
+        return StepResult(step, f"run-{step}", outputs=_outputs(step))
+
+    monkeypatch.setattr(runner, "task_for", lambda cfg, labelled=True: task)
+    monkeypatch.setattr(runner, "arguments", lambda step, *args, **kwargs: {"step": step})
+    results: dict[str, StepResult] = {}
+    for step in ("get_data", "basic_cleaning", "data_split"):
+        results[step] = runner.run(step, results, "parent")
+
+    submitted: dict[str, list[Any]] = {}
+
+    class Runner:
+        def submit(self, task: Any, arguments: dict[str, Any], wait_for: list[Any]) -> str:
+            submitted[arguments["step"]] = wait_for
+            return f"future-{arguments['step']}"
+
+    future = runner.submit(Runner(), "train", results, "variant-run")  # type: ignore[arg-type]
+    train = StepResult("train", "run-train", outputs=_outputs("train"))
+    runner.remember(train, future)
+    runner.submit(Runner(), "evaluate", {**results, "train": train}, "variant-run")  # type: ignore[arg-type]
+    assert [r.step for r in submitted["train"]] == ["data_split"]
+    assert submitted["evaluate"][0] == "future-train"
+    assert [r.step for r in submitted["evaluate"][1:]] == ["data_split"]
