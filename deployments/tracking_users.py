@@ -37,6 +37,7 @@ import requests
 
 from orchestration.config import ConfigError, load_config
 from orchestration.runtime import prepare_process
+from steps.contract import is_tracking_server
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def read_new_password(stream: TextIO, username: str) -> str:
 
 def default_url(env: Mapping[str, str], port: int) -> str:
     uri = env.get("MLFLOW_TRACKING_URI", "")
-    return uri if uri.startswith(("http://", "https://")) else f"http://127.0.0.1:{port}"
+    return uri if is_tracking_server(uri) else f"http://127.0.0.1:{port}"
 
 
 class AdminSession:

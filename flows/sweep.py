@@ -58,7 +58,14 @@ from orchestration.sweep_plan import (
 from reporting.prefect_artifacts import publish_sweep_artifacts
 from reporting.summary import build_summary, test_scores
 from reporting.sweep_summary import SweepSummary, VariantLine
-from steps.contract import ERROR_MESSAGE_TAG, MAX_TAG_CHARS, SWEEP_KIND, SWEEP_VARIANT_TAG
+from steps.common.url_secrets import hide_password
+from steps.contract import (
+    ERROR_MESSAGE_TAG,
+    MAX_TAG_CHARS,
+    SWEEP_KIND,
+    SWEEP_VARIANT_TAG,
+    is_tracking_server,
+)
 from tasks.pipeline_run import (
     end_pipeline_run,
     end_variant_run,
@@ -245,13 +252,13 @@ def sweep(
         kind=SWEEP_KIND,
     )
     steps, results, parent_run_id = start.steps, start.results, start.parent_run_id
-    if cfg.sweep.dask.address and not start.tracking_uri.startswith(("http://", "https://")):
+    if cfg.sweep.dask.address and not is_tracking_server(start.tracking_uri):
         log.warning(
             "the Dask cluster at %s writes to tracking store %s: workers on other machines "
             "cannot reach a local store; start a tracking server (make mlflow-server) and set "
             "MLFLOW_TRACKING_URI=http://HOST:PORT",
             cfg.sweep.dask.address,
-            start.tracking_uri,
+            hide_password(start.tracking_uri),  # a postgresql:// store URI may carry one
         )
     shared = shared_steps(cfg.main.steps)
     promote = PROMOTION_STEP if PROMOTION_STEP in cfg.main.steps else None

@@ -25,7 +25,13 @@ from orchestration.step_table import EVALUATION_STEP
 from reporting.summary import PipelineSummary, StepLine
 from reporting.sweep_summary import SweepSummary
 from steps.common.url_secrets import hide_password, redact_url
-from steps.contract import CHAMPION_NOTE, EVALUATION_PLOT_FILE, VERDICT_NOTE, run_page_url
+from steps.contract import (
+    CHAMPION_NOTE,
+    EVALUATION_PLOT_FILE,
+    VERDICT_NOTE,
+    is_tracking_server,
+    run_page_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +47,15 @@ DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 
 def mlflow_ui_base(tracking_uri: str) -> str:
     """The MLflow UI's address: the tracking server itself, else MLFLOW_UI_URL or mlflow ui's."""
-    if tracking_uri.startswith(("http://", "https://")):
+    if is_tracking_server(tracking_uri):
         return redact_url(tracking_uri).rstrip("/")  # a link never carries a password
     return os.environ.get("MLFLOW_UI_URL", DEFAULT_MLFLOW_UI).rstrip("/")
-
-
-def is_server(tracking_uri: str) -> bool:
-    return tracking_uri.startswith(("http://", "https://"))
 
 
 def has_ui(tracking_uri: str) -> bool:
     """Whether an MLflow UI is known to serve this store: a tracking server is its own UI;
     a local store (SQLite, files) has one only where MLFLOW_UI_URL says `mlflow ui` runs."""
-    return is_server(tracking_uri) or bool(os.environ.get("MLFLOW_UI_URL"))
+    return is_tracking_server(tracking_uri) or bool(os.environ.get("MLFLOW_UI_URL"))
 
 
 def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
@@ -117,7 +119,7 @@ def summary_markdown(summary: PipelineSummary, experiment_id: str) -> str:
         + ("" if _ran(line) else f" ({_status(line)})")
         for line in summary.steps
     ]
-    if not is_server(uri):
+    if not is_tracking_server(uri):
         lines += ["", _open_local_ui(uri, experiment_id, summary.parent_run_id)]
     lines += ["", "```", summary.render().strip("\n"), "```", ""]
     return "\n".join(lines)
@@ -159,7 +161,7 @@ def publish_evaluation_plot(summary: PipelineSummary, experiment_id: str) -> Non
     if line is None:
         return
     uri = summary.tracking_uri
-    if is_server(uri):
+    if is_tracking_server(uri):
         create_image_artifact(
             image_url=plot_url(uri, line.run_id),
             key=PLOT_KEY,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from orchestration.config import PipelineConfig
 from orchestration.step_table import ENTRY_POINT_SPECS, EVALUATION_STEP, PROMOTION_STEP
 from steps.common.url_secrets import hide_password
-from steps.contract import CHAMPION_NOTE, VERDICT_NOTE
+from steps.contract import CHAMPION_NOTE, VERDICT_NOTE, is_tracking_server
 from tasks.step_result import StepResult
 
 
@@ -59,7 +59,7 @@ class PipelineSummary:
         """A tracking server is its own UI (open it in a browser); a local store needs `mlflow ui`.
         A password in the URI is never printed."""
         uri = hide_password(self.tracking_uri)
-        if uri.startswith(("http://", "https://")):
+        if is_tracking_server(uri):
             return uri
         return f"mlflow ui --backend-store-uri {uri}"
 

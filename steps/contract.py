@@ -157,6 +157,12 @@ PERMANENT_EXIT_CODES = frozenset({EXIT_BAD_CONFIG, EXIT_BAD_DATA, EXIT_BAD_SOURC
 SIGNAL_EXIT_CODES = frozenset({-9, -15, 137, 143})
 
 
+def is_tracking_server(tracking_uri: str) -> bool:
+    """A tracking store reached over HTTP(S) (`mlflow server`): its own UI, and reachable from
+    other machines, unlike a SQLite file or a local folder."""
+    return tracking_uri.startswith(("http://", "https://"))
+
+
 def is_unavailable_store(error: BaseException) -> bool:
     """A locked or unreachable tracking database, anywhere in the chain of causes.
 
