@@ -104,3 +104,21 @@ def test_links_go_to_the_tracking_server_when_it_is_one(monkeypatch: pytest.Monk
     assert mlflow_ui_base("sqlite:///x.db") == "http://elsewhere:9999"
     assert run_link("https://m.example", "1", "abc") == "https://m.example/#/experiments/1/runs/abc"
     assert "mlflow ui" not in summary_markdown(_summary("https://m.example"), "1")
+
+
+def test_no_link_or_hint_carries_the_tracking_servers_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tracking URI with credentials (http://user:PASSWORD@host) reaches the run page and the
+    printed summary only without its password: every link, the plot's address, the UI hint."""
+    monkeypatch.delenv("MLFLOW_UI_URL", raising=False)
+    uri = "http://pipeline:Pw0rdSECRET7@10.0.0.5:5000/"
+    texts = {
+        "run page": summary_markdown(_summary(uri), "7"),
+        "run link": run_link(uri, "7", "abc"),
+        "plot": plot_url(uri, "abc"),
+        "summary": _summary(uri).render(),
+    }
+    assert "10.0.0.5:5000/#/experiments/7/runs/parent01" in texts["run page"]
+    for where, text in texts.items():
+        assert "Pw0rdSECRET7" not in text, where
