@@ -44,7 +44,7 @@ from tasks.pipeline_run import end_pipeline_run
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PipelineError", "main", "train_pipeline"]
+__all__ = ["PipelineError", "main", "run_pipeline", "train_pipeline"]
 
 
 def _run_name(cfg: PipelineConfig) -> str:
@@ -94,7 +94,13 @@ def train_pipeline(
         "experiment_name": experiment_name,
         "registered_model": registered_model,
     }
-    applied = run_overrides(typed, overrides)
+    return run_pipeline(run_overrides(typed, overrides))
+
+
+def run_pipeline(applied: list[str]) -> PipelineSummary:
+    """The pipeline's steps in the calling flow run, on the configuration of `applied`: its
+    task runs, parent MLflow run and artifacts belong to that flow run (train_pipeline, or
+    retrain_on_new_data once it holds its object)."""
     cfg = compose(applied)
     log = get_run_logger()
     run_name = _run_name(cfg)

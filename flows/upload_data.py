@@ -5,8 +5,16 @@
 
 A PREFIX ending in '/' (or none) keeps the file's name. Credentials and endpoint come from
 OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_ENDPOINT (and OSS_SECURITY_TOKEN for STS) in the
-environment or in .env. Prints the object's oss:// URI. Exit codes: 0 uploaded, 2 bad arguments,
-destination or credentials, 75 a transient failure (try again: large files resume), 1 otherwise.
+environment or in .env. Prints the object's oss:// URI.
+
+With a Prefect server configured (PREFECT_API_URL), the upload is announced at once: one
+`listings.object.arrived` event (docs/events.md), which starts a run of the
+`retrain-on-new-data` deployment. The same bytes uploaded again (same ETag) are not announced
+again, so they start nothing.
+
+Exit codes: 0 uploaded (and announced), 2 bad arguments, destination or credentials, 75 a
+transient failure (try again: large files resume; an upload whose announcement failed is
+announced by the next try), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +27,12 @@ from pathlib import Path
 
 from connectors.oss_upload import MULTIPART_THRESHOLD, PART_SIZE, UploadFailed, upload_file
 from flows.cli import Command, run_command
+from orchestration.events import DATA_ARRIVED, ListingsObject
+from orchestration.source_inventory import etag_fingerprint
+from orchestration.source_ledger import announce
 from steps.contract import EXIT_BAD_CONFIG, EXIT_BUG, EXIT_OK, EXIT_TRANSIENT
+
+logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +63,33 @@ def exit_code(error: BaseException) -> int:
     return EXIT_BAD_CONFIG if error.failure.kind in ("credentials", "not_found") else EXIT_BUG
 
 
+def _announce(subject: ListingsObject) -> int:
+    """Tell the Prefect server about the upload, if one is configured."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        sys.stderr.write(
+            "no Prefect server configured (PREFECT_API_URL): no event sent; a watch-sources "
+            "pass over this prefix finds it\n"
+        )
+        return EXIT_OK
+    try:
+        announced = announce([subject], "upload")
+    except Exception as error:  # the file is uploaded; only its announcement failed
+        logger.debug("announcing %s failed", subject.source, exc_info=True)
+        sys.stderr.write(
+            f"uploaded, but the Prefect server did not take the event "
+            f"({type(error).__name__}: {error}); run the same command again: it uploads the same "
+            "bytes (same ETag) and sends the event\n"
+        )
+        return EXIT_TRANSIENT
+    if announced:
+        sys.stderr.write(f"announced: {DATA_ARRIVED} (starts retrain-on-new-data)\n")
+    else:
+        sys.stderr.write(f"already announced with this content ({subject.fingerprint}): no event\n")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -67,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{', multipart' if result.multipart else ''})\n"
         )
         sys.stdout.write(result.uri + "\n")
-        return EXIT_OK
+        subject = ListingsObject(result.uri, etag_fingerprint(result.etag), result.size)
+        return _announce(subject)
 
     command = Command(
         "upload",

@@ -371,6 +371,63 @@ class SweepConfig(Settings):
     dask: DaskConfig = Field(default_factory=DaskConfig, description="Where the variants run.")
 
 
+class WatchConfig(Settings):
+    """Where the `watch_sources` flow looks for new listings files (flows/watch_sources.py)."""
+
+    sources: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "The watched places: oss://BUCKET/PREFIX (OSS_* credentials in the environment or "
+            ".env) and absolute local folders; each new file in them starts a retrain "
+            "(docs/events.md). Empty: the watcher finds nothing."
+        ),
+    )
+    patterns: tuple[str, ...] = Field(
+        default=("*.csv", "*.csv.gz"),
+        min_length=1,
+        description="File names (shell patterns) that count as listings files.",
+    )
+    settle_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description=(
+            "A local file modified less than this many seconds ago is left for the next pass "
+            "(it may still be being written); OSS objects appear whole."
+        ),
+    )
+    max_events_per_pass: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description=(
+            "New files announced per pass at most; the rest wait for the next pass (a prefix "
+            "with a long history does not start hundreds of retrains at once)."
+        ),
+    )
+    timeout_s: float = Field(
+        default=60.0, gt=0, le=600, description="Network timeout of each OSS listing request."
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _check_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for source in value:
+            if "://" in source:
+                if not source.lower().startswith("oss://"):
+                    raise ValueError(
+                        f"{redact_url(source)!r} cannot be watched: give oss://BUCKET/PREFIX "
+                        "or an absolute local folder"
+                    )
+                _check_resolved_source(source)
+            elif not Path(source).is_absolute():
+                raise ValueError(
+                    f"{source!r} is relative: a watched folder is an absolute path (the "
+                    "watcher runs wherever its worker does)"
+                )
+        return value
+
+
 class WandbConfig(Settings):
     """The Weights & Biases mirror of each step's metrics and artifacts."""
 
@@ -398,6 +455,7 @@ class PipelineConfig(Settings):
     task: TaskConfig = Field(default_factory=TaskConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     wandb: WandbConfig = Field(default_factory=WandbConfig)
+    watch: WatchConfig = Field(default_factory=WatchConfig)
     model: ModelSettings = Field(
         default_factory=TorchLassoSchema,
         description="One of conf/model/ (model=NAME), with its hyperparameters.",
@@ -457,6 +515,16 @@ def _keys_at(parent: str) -> str:
 _MODEL_NAMES = tuple(MODEL_SCHEMAS)
 
 
+def _fit_to_show(value: Any) -> Any:
+    """A refused value as an error may repeat it: a database URI may carry a password, a signed
+    URL its key (in a list of sources too), and neither is ever repeated."""
+    if isinstance(value, str):
+        return redact_url(value) if credentials_in(value) else hide_password(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_fit_to_show(item) for item in value)
+    return value
+
+
 def _explain_pydantic(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
@@ -470,10 +538,7 @@ def _explain_pydantic(error: ValidationError) -> str:
             parent = ".".join(parts[:-1])
             lines.append(f"unknown key '{location}'; allowed: {_keys_at(parent)}")
             continue
-        shown = problem.get("input")
-        if isinstance(shown, str):
-            # A database URI may carry a password, a signed URL its key: never repeat them.
-            shown = redact_url(shown) if credentials_in(shown) else hide_password(shown)
+        shown = _fit_to_show(problem.get("input"))
         msg = problem["msg"].removeprefix("Value error, ")
         lines.append(f"{location}: {msg} (got {shown!r})")
     return "; ".join(lines)
