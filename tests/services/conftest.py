@@ -29,6 +29,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.spec import PROJECT_ROOT, load_deployments
 from tests.loopback import free_port, healthy
+from tests.oss_server import OssServer
 
 PREFECT_CLI = Path(sys.executable).with_name("prefect")
 SERVER_START_TIMEOUT_S = 180.0
@@ -184,23 +185,54 @@ class Served:
     tracking_uri: str
     # While this file exists, the train entry point fails with a transient error (STEP_FAILPOINT).
     train_fault: Path
+    # The loopback OSS server its runs read oss:// sources from, and the OSS_* that reach it.
+    oss: OssServer
+    oss_env: dict[str, str]
+
+
+LISTINGS_BUCKET = "listings"
+_OSS_KEY_ID, _OSS_KEY_SECRET = "LTAIservedKeySECRET0xA1", "servedSecretSECRET0xB2"
 
 
 @pytest.fixture(scope="session")
-def served(prefect_server: PrefectServer, services_home: Path) -> Iterator[Served]:
-    """`python -m deployments.serve` against the server, MLflow in a temporary SQLite store."""
+def listings_oss() -> Iterator[tuple[OssServer, dict[str, str]]]:
+    """A loopback OSS server with a `listings` bucket, and the OSS_* variables that reach it."""
+    with OssServer(_OSS_KEY_ID, _OSS_KEY_SECRET, buckets=(LISTINGS_BUCKET,)) as server:
+        yield (
+            server,
+            {
+                "OSS_ACCESS_KEY_ID": _OSS_KEY_ID,
+                "OSS_ACCESS_KEY_SECRET": _OSS_KEY_SECRET,
+                "OSS_ENDPOINT": server.endpoint,
+            },
+        )
+
+
+@pytest.fixture(scope="session")
+def served(
+    prefect_server: PrefectServer,
+    services_home: Path,
+    listings_oss: tuple[OssServer, dict[str, str]],
+) -> Iterator[Served]:
+    """`python -m deployments.serve` against the server, MLflow in a temporary SQLite store,
+    OSS on loopback."""
     workdir = services_home / "served"
     workdir.mkdir()
     tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
     train_fault = workdir / "train-fault"
-    env = prefect_server.client_env() | {
-        "STEP_FAILPOINT": f"train@{train_fault}",
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "WANDB_MODE": "offline",
-        "WANDB_DIR": str(workdir),
-        # Pick triggered runs up quickly (default: every 10 s).
-        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-    }
+    oss, oss_env = listings_oss
+    env = (
+        prefect_server.client_env()
+        | oss_env
+        | {
+            "STEP_FAILPOINT": f"train@{train_fault}",
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "WANDB_MODE": "offline",
+            "WANDB_DIR": str(workdir),
+            # Pick triggered runs up quickly (default: every 10 s).
+            "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        }
+    )
     # Create the store's schema once: runs started together on a fresh SQLite store would race
     # to migrate it ("duplicate column name").
     import mlflow
@@ -209,7 +241,7 @@ def served(prefect_server: PrefectServer, services_home: Path) -> Iterator[Serve
     command = [sys.executable, "-m", "deployments.serve"]
     process = start_process("serve", command, env, workdir, prefect_server.home)
     try:
-        yield Served(process, workdir, tracking_uri, train_fault)
+        yield Served(process, workdir, tracking_uri, train_fault, oss, oss_env)
     finally:
         # Ctrl-C, as a person stops it; the schedules must stay active afterwards.
         code = process.stop(signal.SIGINT)
