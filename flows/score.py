@@ -144,6 +144,21 @@ def score(overrides: list[str] | None = None) -> ScoringSummary:
     return summary
 
 
+def checked(overrides: list[str]) -> PipelineConfig:
+    """The configuration, and the output's directory checked before any work: a missing one
+    is refused at once rather than after the download (exit 2)."""
+    cfg = compose(overrides)
+    output = cfg.scoring.resolved_output(Path.cwd())
+    if output and Path(output).is_dir():
+        raise ConfigError(f"scoring.output {output} is a directory: name a file in it")
+    if output and not Path(output).parent.is_dir():
+        raise ConfigError(
+            f"scoring.output {output}: directory {Path(output).parent} does not exist; "
+            "create it first"
+        )
+    return cfg
+
+
 def exit_code(error: BaseException) -> int:
     """A step's own refusal keeps its exit code (bad listings 3, no champion 5, ...)."""
     if isinstance(error, StepFailed) and error.exit_code in PERMANENT_EXIT_CODES:
@@ -158,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(score(overrides=overrides).render())
         return 0
 
-    return run_command(Command("scoring", body, doc=__doc__ or "", exit_code=exit_code), overrides)
+    command = Command("scoring", body, start=checked, doc=__doc__ or "", exit_code=exit_code)
+    return run_command(command, overrides)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ class ScoringSummary:
             f"output: {self.output or '(none: the scoring run artifact only)'}",
             f"price column present: {'yes' if self.has_price else 'no'}",
             f"input: {self.input_digest}",
-            f"drift ({DRIFT_MEASURE}, threshold {self.threshold:g}): {self.drift_note}",
+            f"drift ({DRIFT_MEASURE}): {self.drift_note or 'not measured'}",
             f"drifted features: {', '.join(self.drifted) if self.drifted else 'none'}",
             f"MLflow scoring run: {self.score_run_id} (parent {self.parent_run_id}) in "
             f"experiment '{self.experiment_name}'",

@@ -213,7 +213,9 @@ def numeric_profile(
     """Edges at the deciles of the present values (ties merged), shares over all rows."""
     present = values[~np.isnan(values)]
     if present.size:
-        cuts = np.quantile(present, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+        # Observed values as edges (no interpolation between two counts): each decile is the
+        # smallest value with at least that share of the rows at or below it.
+        cuts = np.quantile(present, np.linspace(0.0, 1.0, bins + 1)[1:-1], method="inverted_cdf")
         edges = tuple(float(edge) for edge in np.unique(cuts))
     else:
         edges = ()
