@@ -41,6 +41,7 @@ from steps.common.outputs import publish_file, publish_note
 from steps.common.params_cli import params_parser, with_params
 from steps.common.tables import read_table, write_table
 from steps.common.tracking import download_input, log_to_parent, scratch_dir, step_run
+from steps.common.wandb_mirror import WandbMirror
 from steps.contract import (
     DATA_SHA_TAG,
     DRIFT_METRIC_PREFIX,
@@ -165,16 +166,17 @@ def reference_profile(name: str, version: str, work: Path) -> ReferenceProfile |
         return f"{PROFILE_FILE} of training run {run_id} cannot be read: {error}"
 
 
-def log_drift(scores: list[FeatureDrift], work: Path) -> None:
-    """drift.json (one row per feature), a metric per feature, the largest score."""
+def log_drift(scores: list[FeatureDrift], work: Path) -> dict[str, float]:
+    """drift.json (one row per feature), a metric per feature, the largest score; the metrics."""
     path = work / DRIFT_FILE
     path.write_text(json.dumps([score.as_dict() for score in scores], indent=2) + "\n")
     mlflow.log_artifact(str(path))
     metrics = {f"{DRIFT_METRIC_PREFIX}{score.feature}": score.score for score in scores}
     top = max((score.score for score in scores), default=0.0)
-    over = len(drifted_features(scores))
-    mlflow.log_metrics(metrics | {"drift_max": top, "drifted_features": over})
+    metrics |= {"drift_max": top, "drifted_features": float(len(drifted_features(scores)))}
+    mlflow.log_metrics(metrics)
     log_to_parent({"drift_max": top})
+    return metrics
 
 
 def drift_line(scores: list[FeatureDrift], threshold: float) -> str:
@@ -189,7 +191,7 @@ def drift_line(scores: list[FeatureDrift], threshold: float) -> str:
 def main(params: ScoreParams) -> None:
     name, alias = params.registered_model, params.alias
     output = check_output(params.output)
-    with step_run(), scratch_dir() as work:
+    with step_run() as run, scratch_dir() as work:
         version = resolve_version(name, alias)
         mlflow.set_tags(
             {SCORED_MODEL_TAG: name, SCORED_ALIAS_TAG: alias, SCORED_VERSION_TAG: version}
@@ -209,15 +211,22 @@ def main(params: ScoreParams) -> None:
         if isinstance(profile, str):
             logger.warning("drift not measured: %s", profile)
             scores: list[FeatureDrift] = []
+            metrics: dict[str, float] = {}
             drift_note = f"not measured: {profile}"
         else:
             scores = feature_drift(profile, listings, params.drift_threshold)
-            log_drift(scores, work)
+            metrics = log_drift(scores, work)
             drift_note = drift_line(scores, params.drift_threshold)
 
-        publish_file("predictions", write_table(predictions, work / PREDICTIONS_FILE))
-        mlflow.log_metrics({"rows_scored": len(predictions), "model_version": int(version)})
+        table = write_table(predictions, work / PREDICTIONS_FILE)
+        publish_file("predictions", table)
+        counts = {"rows_scored": float(len(predictions)), "model_version": float(version)}
+        mlflow.log_metrics(counts)
         log_to_parent({"rows_scored": len(predictions)})
+        with WandbMirror("score", params.model_dump(), run.info.run_id) as mirror:
+            mirror.use_input("model", f"models:/{name}/{version}", "model")
+            mirror.log_metrics(metrics | counts)
+            mirror.log_artifact(table, "predictions", "dataset")
         notes = {
             MODEL_VERSION_NOTE: version,
             DRIFTED_NOTE: ",".join(drifted_features(scores)),

@@ -29,7 +29,7 @@ from tests.e2e.conftest import Workspace, copy_of, isolate
 NAME = "housing_price"
 SCORING_EXPERIMENT = "nyc_airbnb_price-scoring"
 TRAINING = ["data.demo_rows=2000", "task.retries=0"]
-QUIET = ["task.retries=0", "wandb.mode=disabled"]
+QUIET = ["task.retries=0"]
 
 
 @pytest.fixture(scope="module")
