@@ -44,6 +44,12 @@ sweep: install
 ci-train: install
 	$(PY) -m flows.ci_gate $(ARGS)
 
+## Score listings with the champion and check them for drift (docs/scoring.md), e.g.
+## make score ARGS="data.source=/data/new.csv scoring.output=predictions.parquet"
+.PHONY: score
+score: install
+	$(PY) -m flows.score $(ARGS)
+
 ## Serve the champion on loopback: POST raw listing rows to http://127.0.0.1:$(PORT)/invocations.
 ## The model is checked first (project format, no pickle: docs/model-format.md), then served.
 serve: install

@@ -38,6 +38,7 @@ from steps.common.url_secrets import (
 )
 from steps.ingest.schema import CleaningSettings, SourceSettings
 from steps.registry.schema import PromotionSettings, registered_model_field
+from steps.score.schema import ScoringSettings
 from steps.split.schema import SplitSettings
 from steps.train.model_schemas import MODEL_SCHEMAS, ModelSettings, TorchLassoSchema
 from steps.validate.schema import DataCheckSettings
@@ -451,6 +452,7 @@ class PipelineConfig(Settings):
     data_check: DataCheckSettings = Field(default_factory=DataCheckSettings)
     split: SplitSettings = Field(default_factory=SplitSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     ci: CIConfig = Field(default_factory=CIConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)

@@ -75,8 +75,9 @@ class StepSpec:
 
 def _get_data(cfg: PipelineConfig, start_dir: Path) -> dict[str, Any]:
     # source_sha256: filled in by the runner from the fingerprint when the run is cacheable.
+    # require_price: training needs the price; the scoring flow passes SCORING_INPUT_PARAMETERS.
     source = cfg.data.resolved_source(start_dir)
-    return cfg.data.model_dump() | {"source": source, "source_sha256": ""}
+    return cfg.data.model_dump() | {"source": source, "source_sha256": "", "require_price": True}
 
 
 def _promotion_lock(cfg: PipelineConfig) -> dict[str, Any]:
@@ -114,6 +115,17 @@ def _promote(cfg: PipelineConfig, start_dir: Path) -> dict[str, Any]:
 def _rollback(cfg: PipelineConfig, start_dir: Path) -> dict[str, Any]:
     # to_version: 0 moves back to the previous champion; the rollback flow passes its own.
     return _aliases(cfg) | {"to_version": 0} | _promotion_lock(cfg)
+
+
+def _score(cfg: PipelineConfig, start_dir: Path) -> dict[str, Any]:
+    # A relative output is taken from where the command was started, like a relative source.
+    scoring = cfg.scoring
+    return {
+        "registered_model": cfg.main.registered_model,
+        "alias": scoring.alias or cfg.promotion.alias,
+        "output": scoring.resolved_output(start_dir),
+        "drift_threshold": scoring.drift_threshold,
+    }
 
 
 STEPS: tuple[StepSpec, ...] = (
@@ -175,7 +187,7 @@ STEPS: tuple[StepSpec, ...] = (
 
 STEP_NAMES: tuple[str, ...] = tuple(spec.name for spec in STEPS)
 
-# Entry points outside the pipeline, run by their own flows (flows/promotion.py).
+# Entry points outside the pipeline, run by their own flows (flows/promotion.py, flows/score.py).
 MAINTENANCE_STEPS: tuple[StepSpec, ...] = (
     StepSpec(
         "rollback",
@@ -188,8 +200,26 @@ MAINTENANCE_STEPS: tuple[StepSpec, ...] = (
 )
 MAINTENANCE_ENTRY_POINTS: tuple[str, ...] = tuple(spec.name for spec in MAINTENANCE_STEPS)
 
+# Entry points that price listings with a registered version, run by flows/score.py after the
+# pipeline's own get_data. Never cached: the alias they score with may have moved since.
+SCORING_STEPS: tuple[StepSpec, ...] = (
+    StepSpec(
+        "score",
+        outputs=("predictions",),
+        inputs={"input_artifact": ("get_data", "raw_data")},
+        cacheable=False,
+        config_section="scoring",
+        parameters=_score,
+        rows=("rows_scored", "rows_scored"),
+        labelled=False,
+    ),
+)
+SCORING_ENTRY_POINTS: tuple[str, ...] = tuple(spec.name for spec in SCORING_STEPS)
+
 SPEC_BY_NAME: dict[str, StepSpec] = {spec.name: spec for spec in STEPS}
-ENTRY_POINT_SPECS: dict[str, StepSpec] = SPEC_BY_NAME | {s.name: s for s in MAINTENANCE_STEPS}
+ENTRY_POINT_SPECS: dict[str, StepSpec] = (
+    SPEC_BY_NAME | {s.name: s for s in MAINTENANCE_STEPS} | {s.name: s for s in SCORING_STEPS}
+)
 
 # The steps every sweep variant runs for itself, in order; the steps before them are shared.
 VARIANT_STEPS: tuple[str, ...] = tuple(spec.name for spec in STEPS if spec.per_variant)
@@ -201,6 +231,12 @@ MODEL_STEP: str = SPEC_BY_NAME[PROMOTION_STEP].inputs["model"][0]
 EVALUATION_STEP: str = next(spec.name for spec in STEPS if spec.scores_model)
 # The maintenance entry point that moves the champion back.
 ROLLBACK_STEP: str = MAINTENANCE_STEPS[0].name
+# The entry point that scores listings, and the pipeline step that reads them for it.
+SCORING_STEP: str = SCORING_STEPS[0].name
+SCORING_INPUT_STEP: str = SCORING_STEPS[0].inputs["input_artifact"][0]
+# What the scoring flow's get_data takes besides the table's parameters: listings to price
+# may come without a price.
+SCORING_INPUT_PARAMETERS: dict[str, Any] = {"require_price": False}
 
 
 def shared_steps(selected: tuple[str, ...]) -> list[str]:

@@ -1,8 +1,10 @@
 """What a pipeline run publishes to Prefect: a markdown summary with links to its MLflow runs,
-a table of its steps and the evaluation plot.
+a table of its steps and the evaluation plot; and what a scoring run publishes: its summary and
+the drift report.
 
 They show on the flow run's Artifacts tab in the Prefect UI, under fixed keys so the UI also
-lists every run's version of them (`pipeline-summary`, `pipeline-steps`, `evaluation-plot`).
+lists every run's version of them (`pipeline-summary`, `pipeline-steps`, `evaluation-plot`,
+`scoring-summary`, `drift-report`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from prefect.artifacts import (
 )
 
 from orchestration.step_table import EVALUATION_STEP
+from reporting.scoring_summary import ScoringSummary
 from reporting.summary import PipelineSummary, StepLine
 from reporting.sweep_summary import SweepSummary
 from steps.common.url_secrets import hide_password, redact_url
@@ -41,6 +44,8 @@ PLOT_KEY = "evaluation-plot"
 # The step whose run holds the evaluation plot.
 SWEEP_SUMMARY_KEY = "sweep-summary"
 SWEEP_VARIANTS_KEY = "sweep-variants"
+SCORING_SUMMARY_KEY = "scoring-summary"
+DRIFT_REPORT_KEY = "drift-report"
 # Where an MLflow UI for a non-HTTP store (SQLite, files) is expected: `mlflow ui` defaults.
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 
@@ -270,6 +275,65 @@ def publish_sweep_artifacts(summary: SweepSummary, experiment_id: str) -> None:
         key=SWEEP_VARIANTS_KEY,
         table=variant_rows(summary),
         description="Each variant's settings, scores, wall seconds and MLflow run",
+    )
+
+
+def scoring_markdown(summary: ScoringSummary, experiment_id: str) -> str:
+    """What was scored with which version, where the predictions are, and what drifted."""
+    uri = summary.tracking_uri
+    lines = [
+        "# Scoring run",
+        "",
+        f"**Model:** `{summary.registered_model}` version {summary.model_version} "
+        f"(`models:/{summary.registered_model}@{summary.alias}`)",
+        "",
+        f"**Rows scored:** {summary.rows_scored:,}"
+        f" (price column {'present' if summary.has_price else 'absent'})",
+        "",
+        f"**Predictions:** `{summary.output}`"
+        if summary.output
+        else "**Predictions:** the scoring run's `predictions.parquet` artifact",
+        "",
+        f"**Drift:** {summary.drift_note or 'not measured'}",
+        "",
+    ]
+    if summary.drifted:
+        lines += [f"**Drifted features:** {', '.join(summary.drifted)}", ""]
+    rows = summary.drift_rows()
+    if rows:
+        lines += [
+            "| feature | measure | score | threshold | drifted |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {row['feature']} | {row['measure']} | {row['score']:.4f} | {row['threshold']:g} | "
+            f"{'**yes**' if row['drifted'] else 'no'} |"
+            for row in rows
+        ]
+        lines.append("")
+    lines += [
+        "## MLflow runs",
+        "",
+        f"- scoring (parent): {_run_ref(uri, experiment_id, summary.parent_run_id)}",
+        f"- score: {_run_ref(uri, experiment_id, summary.score_run_id)}",
+        "",
+        f"Input: `{summary.input_digest}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def publish_scoring_artifacts(summary: ScoringSummary, experiment_id: str) -> None:
+    """The scoring run's markdown summary and its drift report (inside its flow run)."""
+    create_markdown_artifact(
+        key=SCORING_SUMMARY_KEY,
+        markdown=scoring_markdown(summary, experiment_id),
+        description="Rows scored, the model version, the output and the drifted features",
+    )
+    create_table_artifact(
+        key=DRIFT_REPORT_KEY,
+        table=summary.drift_rows(),
+        description="Each model-input feature's drift score (PSI) against its threshold",
     )
 
 

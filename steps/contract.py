@@ -29,6 +29,8 @@ ATTEMPT_TAG = "prefect.attempt"
 PIPELINE_KIND = "pipeline"
 SWEEP_KIND = "sweep"
 VARIANT_KIND = "variant"
+# The parent run of a scoring flow (flows/score.py): its children are get_data and score.
+SCORING_KIND = "scoring"
 # The sweep variant's label on its run.
 SWEEP_VARIANT_TAG = "sweep.variant"
 
@@ -45,6 +47,28 @@ CHAMPION_NOTE = "champion"
 EVALUATION_PLOT_FILE = "predicted_vs_actual.png"
 # The digest of the source bytes get_data read (lineage of a registered version).
 DATA_SHA_TAG = "data.input_sha256"
+
+# --- Run tags and notes: what a scoring run scored with (steps/score/score.py) -----------------
+# The registered model, alias and version a scoring run's predictions come from.
+SCORED_MODEL_TAG = "scoring.registered_model"
+SCORED_ALIAS_TAG = "scoring.alias"
+SCORED_VERSION_TAG = "scoring.model_version"
+# The notes a scoring run leaves for the flow (NOTE_TAG_PREFIX + name).
+MODEL_VERSION_NOTE = "model_version"
+# The features whose drift score crossed the threshold, comma-separated ("" when none).
+DRIFTED_NOTE = "drifted"
+# "true" when the scored listings carried a price column with at least one value.
+HAS_PRICE_NOTE = "has_price"
+# "sha256:<hex>" of the source bytes get_data read (else of the scored table itself).
+INPUT_DIGEST_NOTE = "input_sha256"
+# One line on the drift check: its largest score, or why it was not measured.
+DRIFT_NOTE = "drift"
+# The absolute path the predictions were also written to ("" when none was asked for).
+OUTPUT_NOTE = "output"
+# `drift.<feature>`: a scoring run's drift score of one model-input feature (a metric), by this
+# measure: the population stability index (steps/score/drift.py).
+DRIFT_METRIC_PREFIX = "drift."
+DRIFT_MEASURE = "psi"
 
 # --- Run tags: failure --------------------------------------------------------------------------
 ERROR_KIND_TAG = "step.error_kind"

@@ -1,7 +1,7 @@
 """Every MLflow entry point of steps/: its module and its parameter schema.
 
 MLproject is generated from this table (`python -m steps.mlproject`); the order is the
-pipeline's, then the maintenance entry points.
+pipeline's, then the maintenance entry points, then the scoring one.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from steps.evaluate.schema import EvaluateParams
 from steps.ingest.schema import BasicCleaningParams, GetDataParams
 from steps.registry.schema import PromoteParams, RollbackParams
+from steps.score.schema import ScoreParams
 from steps.split.schema import DataSplitParams
 from steps.train.schema import TrainParams
 from steps.validate.schema import DataCheckParams
@@ -41,6 +42,12 @@ ENTRY_POINTS: tuple[EntryPoint, ...] = (
         "steps.registry.rollback",
         RollbackParams,
         comment="Maintenance entry point, run by flows/promotion.py (not a pipeline step).",
+    ),
+    EntryPoint(
+        "score",
+        "steps.score.score",
+        ScoreParams,
+        comment="Scoring entry point, run by flows/score.py after get_data (not a pipeline step).",
     ),
 )
 ENTRY_POINT_BY_NAME: dict[str, EntryPoint] = {entry.name: entry for entry in ENTRY_POINTS}

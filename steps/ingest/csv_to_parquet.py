@@ -24,7 +24,7 @@ import queue
 import re
 import threading
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +72,14 @@ def convert_csv_to_parquet(
     compression: str = "zstd",
     block_size: int = DEFAULT_BLOCK_SIZE,
     limits: SourceLimits | None = None,
+    optional_columns: Sequence[str] = (),
 ) -> ConversionStats:
     """Convert `src` (CSV or gzip CSV) to Parquet at `dst` with the 16 contract columns and types.
 
     Extra source columns are dropped with a warning: the contract is the 16 listing columns.
     `limits` bounds the CSV bytes read and the gzip expansion (default: SourceLimits()).
+    A column of `optional_columns` the source lacks is left out of the Parquet file rather than
+    refused (listings to score need no price).
     """
     src, dst = Path(src), Path(dst)
     limits = SourceLimits() if limits is None else limits
@@ -98,7 +101,8 @@ def convert_csv_to_parquet(
     if not gzipped:
         limits.check_size(f"Source file {src}", input_bytes)
     header = _read_header(src, gzipped)
-    extra = _check_header(src, header)
+    extra = _check_header(src, header, optional_columns)
+    columns = [name for name in LISTING_COLUMNS if name in header or name not in optional_columns]
     if extra:
         logger.warning(
             "dropping %d column(s) of %s that are not in the listing contract: %s",
@@ -109,7 +113,7 @@ def convert_csv_to_parquet(
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
-    schema = pa.schema([pa.field(name, LISTING_ARROW_TYPES[name]) for name in LISTING_COLUMNS])
+    schema = pa.schema([pa.field(name, LISTING_ARROW_TYPES[name]) for name in columns])
     hasher = _Sha256Thread(src)
     hasher.start()
     rows = 0
@@ -119,7 +123,7 @@ def convert_csv_to_parquet(
             pq.ParquetWriter(tmp, schema, compression=codec) as writer,
         ):
             try:
-                reader = _open_reader(stream, block_size)
+                reader = _open_reader(stream, block_size, columns)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise _read_error(src, exc, header, rows_before=0, gzipped=gzipped) from exc
             batches = _parsed_batches(reader, src, header, gzipped)
@@ -145,7 +149,7 @@ def convert_csv_to_parquet(
         rows=rows,
         input_bytes=input_bytes,
         input_sha256=hasher.result(),
-        columns=list(LISTING_COLUMNS),
+        columns=columns,
     )
     logger.info(
         "converted %s (%d bytes, sha256 %s) to %s: %d rows",
@@ -370,9 +374,10 @@ def _read_header(path: Path, gzipped: bool) -> list[str]:
     return next(csv.reader(io.StringIO(header_text.rstrip("\r"))), [])
 
 
-def _check_header(path: Path, header: list[str]) -> list[str]:
-    """Raise for missing contract columns; return the extra ones (which are dropped)."""
-    missing = [name for name in LISTING_COLUMNS if name not in header]
+def _check_header(path: Path, header: list[str], optional: Sequence[str] = ()) -> list[str]:
+    """Raise for missing contract columns (but `optional` ones); return the extra ones (which
+    are dropped)."""
+    missing = [name for name in LISTING_COLUMNS if name not in header and name not in optional]
     if len(header) == 1 and missing:
         for delimiter, label in ((";", "';'"), ("\t", "a tab"), ("|", "'|'")):
             if delimiter in header[0]:
@@ -395,7 +400,9 @@ def _check_header(path: Path, header: list[str]) -> list[str]:
     return [name for name in header if name not in LISTING_ARROW_TYPES]
 
 
-def _open_reader(stream: pa.NativeFile, block_size: int) -> pacsv.CSVStreamingReader:
+def _open_reader(
+    stream: pa.NativeFile, block_size: int, columns: Sequence[str] = LISTING_COLUMNS
+) -> pacsv.CSVStreamingReader:
     """Open pyarrow's streaming CSV reader with the contract's column types and order."""
     return pacsv.open_csv(
         stream,
@@ -406,7 +413,7 @@ def _open_reader(stream: pa.NativeFile, block_size: int) -> pacsv.CSVStreamingRe
         convert_options=pacsv.ConvertOptions(
             column_types=LISTING_ARROW_TYPES,
             strings_can_be_null=True,
-            include_columns=list(LISTING_COLUMNS),
+            include_columns=list(columns),
         ),
     )
 

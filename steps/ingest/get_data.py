@@ -9,6 +9,7 @@ import mlflow
 
 from steps.common.entrypoint import run_entry_point
 from steps.common.errors import ConfigurationError, SourceError
+from steps.common.listing_columns import TARGET
 from steps.common.outputs import publish_file
 from steps.common.params_cli import params_parser, with_params
 from steps.common.tracking import scratch_dir, step_run
@@ -79,7 +80,11 @@ def main(params: GetDataParams) -> None:
             limits=limits,
         )
         stats = convert_csv_to_parquet(
-            fetched.path, work / "raw.parquet", params.compression, limits=limits
+            fetched.path,
+            work / "raw.parquet",
+            params.compression,
+            limits=limits,
+            optional_columns=() if params.require_price else (TARGET,),
         )
         check_source_digest(params.source_sha256, stats.input_sha256)
         mlflow.set_tags(

@@ -66,6 +66,13 @@ class GetDataParams(SourceSettings):
             "The digest the flow fingerprinted the source with (its cache key); empty: none."
         ),
     )
+    require_price: bool = Field(
+        default=True,
+        description=(
+            "Refuse a source without a price column (the pipeline trains on it); the score "
+            "flow reads listings to price, which may have none."
+        ),
+    )
 
 
 class CleaningSettings(CleaningBounds):

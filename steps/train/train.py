@@ -3,7 +3,9 @@
 The logged model is the whole pipeline (preprocessing + regressor), so it takes raw listing rows:
 what `evaluate` scores is exactly what the registry serves. Every model is logged in the project's
 one format (steps/common/model_format.py): a skops file of plain data and the project's own
-loader, no pickle and no code in the artifact.
+loader, no pickle and no code in the artifact. Beside it, `reference_profile.json` describes the
+training rows' model inputs (steps/score/profile.py), the reference that scoring measures drift
+against.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from steps.common.params_cli import params_parser, with_params
 from steps.common.tables import read_table
 from steps.common.tracking import download_input, scratch_dir, step_run
 from steps.common.wandb_mirror import WandbMirror
+from steps.score.profile import PROFILE_FILE, build_profile
 from steps.train.model_factory import build_model
 from steps.train.price_model import input_columns
 from steps.train.schema import TrainParams
@@ -90,6 +93,8 @@ def main(params: TrainParams) -> None:
             work=work,
         )
         publish_output("model", info.model_uri)
+        # What the model's inputs looked like in training: scoring measures drift against it.
+        mlflow.log_dict(build_profile(train, columns).to_dict(), PROFILE_FILE)
         logger.info("trained %s in %.1f s: %s", config["name"], fit_seconds, metrics)
         with WandbMirror("train", config, run.info.run_id) as mirror:
             mirror.log_metrics(metrics)

@@ -3,13 +3,17 @@
 The schema pins each column's type and range so a broken export stops the pipeline before training.
 The KL check compares the borough mix with the public file's: a sample from a different city, or a
 filter gone wrong, shows up there even when every single row looks valid.
+
+Listings to score (`build_scoring_schema`) keep the column types and the unique id but no ranges
+and no price: every row gets a price, and how far the rows are from the training data is the
+drift check's to say (steps/score/drift.py).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +23,12 @@ import pandera.pandas as pa
 
 from steps.common.bounds import CleaningBounds
 from steps.common.errors import ConfigurationError, DataValidationError
-from steps.common.listing_columns import NEIGHBOURHOOD_GROUPS, ROOM_TYPES
+from steps.common.listing_columns import (
+    LISTING_ARROW_TYPES,
+    NEIGHBOURHOOD_GROUPS,
+    ROOM_TYPES,
+    TARGET,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +161,7 @@ def _describe_schema_failures(
         where = (
             "dataframe" if context == "DataFrameSchema" or column is None else f"column '{column}'"
         )
-        if check == ROW_COUNT_CHECK or str(check).startswith("row count between"):
+        if check == ROW_COUNT_CHECK or str(check).startswith("row count "):
             lines.append(f"{where}: check '{check}' failed: the data has {rows} row(s)")
             continue
         if context == "DataFrameSchema" and check in ("column_in_dataframe", "column_in_schema"):
@@ -238,3 +247,60 @@ def validate_listings(
         shares,
     )
     return report
+
+
+def _scoring_column(name: str) -> pa.Column:
+    """A column of listings to score: its listing type, missing values allowed (the model
+    imputes them), the id present and unique (the predictions are keyed by it)."""
+    if name == "id":
+        return pa.Column("int64", unique=True, nullable=False)
+    arrow_type = LISTING_ARROW_TYPES.get(name)
+    if name == "last_review" or arrow_type is None:
+        return pa.Column(nullable=True)  # 'YYYY-MM-DD' text or datetimes; the model parses both
+    if str(arrow_type) == "string":
+        return pa.Column(str, nullable=True)
+    if str(arrow_type) == "int64":
+        return pa.Column("int64", nullable=True)
+    return pa.Column(float, nullable=True, coerce=True)  # whole-number counts are numbers too
+
+
+def build_scoring_schema(columns: Sequence[str]) -> pa.DataFrameSchema:
+    """The contract of listings to score with a model that reads `columns`: those columns and
+    `id`, at least one row; `price` may be absent (when present it is a number), other columns
+    are ignored."""
+    names = ["id", *(name for name in columns if name not in ("id", TARGET))]
+    definitions = {name: _scoring_column(name) for name in names}
+    definitions[TARGET] = pa.Column(float, nullable=True, coerce=True, required=False)
+    return pa.DataFrameSchema(
+        definitions,
+        checks=[
+            pa.Check(
+                lambda frame: len(frame) >= 1, name=ROW_COUNT_CHECK, error="row count at least 1"
+            )
+        ],
+        strict=False,
+        name="listings_to_score",
+    )
+
+
+def validate_scoring_input(
+    df: pd.DataFrame, schema: pa.DataFrameSchema, max_examples: int = 5
+) -> pd.DataFrame:
+    """The listings checked against `schema` (numbers coerced to float); DataValidationError
+    naming the missing columns, or every broken rule with counts and example rows."""
+    missing = [
+        name for name, column in schema.columns.items() if column.required and name not in df
+    ]
+    if missing:
+        raise DataValidationError(
+            f"the listings to score lack column(s) {', '.join(missing)}, which the model reads: "
+            f"add them to the source (only {TARGET} may be left out)"
+        )
+    try:
+        return schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        problems = _describe_schema_failures(exc.failure_cases, len(df), max_examples)
+        raise DataValidationError(
+            f"the listings to score broke {len(problems)} rule(s)\n"
+            + "\n".join(f"- {line}" for line in problems)
+        ) from None

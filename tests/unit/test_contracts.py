@@ -26,7 +26,13 @@ from pydantic import BaseModel
 from orchestration import config_reference
 from orchestration.config import PipelineConfig, load_config
 from orchestration.step_runner import step_parameters
-from orchestration.step_table import MAINTENANCE_ENTRY_POINTS, SPEC_BY_NAME, STEP_NAMES
+from orchestration.step_table import (
+    ENTRY_POINT_SPECS,
+    MAINTENANCE_ENTRY_POINTS,
+    SCORING_ENTRY_POINTS,
+    SPEC_BY_NAME,
+    STEP_NAMES,
+)
 from steps import mlproject
 from steps.common.params_cli import flags, is_scalar, parse_params
 from steps.contract import normalize
@@ -116,11 +122,20 @@ def test_main_entry_point_takes_steps_and_hydra_options() -> None:
 
 
 def test_entry_points_are_the_steps_plus_main() -> None:
-    assert set(_entry_points()) == {"main", *STEP_NAMES, *MAINTENANCE_ENTRY_POINTS}
+    assert set(_entry_points()) == {
+        "main",
+        *STEP_NAMES,
+        *MAINTENANCE_ENTRY_POINTS,
+        *SCORING_ENTRY_POINTS,
+    }
 
 
 def test_entry_point_schemas_are_the_steps_and_maintenance() -> None:
-    assert [entry.name for entry in ENTRY_POINTS] == [*STEP_NAMES, *MAINTENANCE_ENTRY_POINTS]
+    assert [entry.name for entry in ENTRY_POINTS] == [
+        *STEP_NAMES,
+        *MAINTENANCE_ENTRY_POINTS,
+        *SCORING_ENTRY_POINTS,
+    ]
 
 
 # --- generated files -------------------------------------------------------------------------
@@ -205,7 +220,9 @@ def test_default_model_step_parameters_match_entry_points() -> None:
 # --- MLproject commands <-> entry point modules ------------------------------------------------
 
 
-@pytest.mark.parametrize("entry_point", ["main", *STEP_NAMES, *MAINTENANCE_ENTRY_POINTS])
+@pytest.mark.parametrize(
+    "entry_point", ["main", *STEP_NAMES, *MAINTENANCE_ENTRY_POINTS, *SCORING_ENTRY_POINTS]
+)
 def test_command_references_every_parameter(entry_point: str) -> None:
     spec = _entry_points()[entry_point]
     placeholders = set(_PLACEHOLDER.findall(spec["command"]))
@@ -254,6 +271,21 @@ def test_real_parameters_parse_in_the_entry_point(step: str, model: str) -> None
     cfg = load_config([f"model={model}"])
     parameters: dict[str, Any] = step_parameters(step, cfg, Path.cwd())
     for name in SPEC_BY_NAME[step].inputs:
+        parameters[name] = f"runs:/0123456789abcdef/{name}"
+    module_name, argv = _argv(_entry_points()[step]["command"], normalize(parameters))
+    parse_params(ENTRY_POINT_BY_NAME[step].params, _parse(_parser(module_name), argv))
+
+
+@pytest.mark.parametrize("step", SCORING_ENTRY_POINTS)
+def test_scoring_parameters_and_inputs_are_the_entry_point_parameters(step: str) -> None:
+    """What the scoring flow passes (its configuration's plus get_data's output) is what
+    MLproject declares, and it parses in the entry point's own parser."""
+    cfg = load_config(["scoring.output=predictions.parquet"])
+    parameters: dict[str, Any] = step_parameters(step, cfg, Path.cwd())
+    inputs = ENTRY_POINT_SPECS[step].inputs
+    assert not set(parameters) & set(inputs)
+    assert set(parameters) | set(inputs) == set(_parameter_types(_entry_points()[step]))
+    for name in inputs:
         parameters[name] = f"runs:/0123456789abcdef/{name}"
     module_name, argv = _argv(_entry_points()[step]["command"], normalize(parameters))
     parse_params(ENTRY_POINT_BY_NAME[step].params, _parse(_parser(module_name), argv))

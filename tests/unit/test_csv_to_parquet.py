@@ -205,6 +205,30 @@ def test_missing_columns_are_listed(tmp_path: Path) -> None:
     )
 
 
+def test_an_optional_column_the_source_lacks_is_left_out(tmp_path: Path) -> None:
+    """Listings to score come without a price: the file keeps the other 15 columns."""
+    frame = generate_listings(10, 1).drop(columns=["price"])
+    src = _demo_csv(tmp_path / "in.csv", frame=frame)
+    dst = tmp_path / "raw.parquet"
+    stats = convert_csv_to_parquet(src, dst, optional_columns=("price",))
+    expected = [name for name in LISTING_COLUMNS if name != "price"]
+    assert stats.columns == expected and pq.read_schema(dst).names == expected
+    assert stats.rows == 10
+
+
+def test_an_optional_column_the_source_has_is_kept(tmp_path: Path) -> None:
+    src = _demo_csv(tmp_path / "in.csv")
+    stats = convert_csv_to_parquet(src, tmp_path / "raw.parquet", optional_columns=("price",))
+    assert stats.columns == list(LISTING_COLUMNS)
+
+
+def test_only_the_optional_columns_may_be_missing(tmp_path: Path) -> None:
+    frame = generate_listings(10, 1).drop(columns=["price", "room_type"])
+    src = _demo_csv(tmp_path / "in.csv", frame=frame)
+    with pytest.raises(SourceError, match=r"lacks required column\(s\): room_type\. "):
+        convert_csv_to_parquet(src, tmp_path / "raw.parquet", optional_columns=("price",))
+
+
 @pytest.mark.parametrize(("separator", "label"), [(";", "';'"), ("\t", "a tab")])
 def test_other_delimiter(tmp_path: Path, separator: str, label: str) -> None:
     src = tmp_path / "in.csv"
