@@ -1,7 +1,8 @@
 """Write prefect.yaml from conf/deployments.yaml: `python -m deployments.render [--check]`.
 
-prefect.yaml defines the same deployments as `python -m deployments.serve`, for a process work
-pool: `prefect deploy --all` registers them, `prefect worker start --pool <pool>` runs them.
+prefect.yaml defines the same deployments as `python -m deployments.serve` (flows, schedules,
+event triggers, parameters), for a process work pool: `prefect deploy --all` registers them (and
+their triggers as automations), `prefect worker start --pool <pool>` runs them.
 `--check` writes nothing and exits 1 when prefect.yaml is not what conf/ says.
 """
 
@@ -15,7 +16,6 @@ from typing import Any
 import yaml
 
 from deployments.spec import (
-    FLOW_FILE_ENTRYPOINT,
     PROJECT_ROOT,
     DeploymentsFileError,
     DeploymentSpec,
@@ -35,13 +35,21 @@ _HEADER = """\
 
 
 def deployment_entry(spec: DeploymentSpec) -> dict[str, Any]:
+    """One deployment as `prefect deploy` reads it: no cron is an empty `schedules:` (left out,
+    an interactive `prefect deploy` would ask for one), no trigger an empty `triggers:`."""
+    schedules = (
+        []
+        if spec.cron is None
+        else [{"cron": spec.cron, "timezone": spec.timezone, "active": True}]
+    )
     return {
         "name": spec.name,
         "description": spec.description,
-        "entrypoint": FLOW_FILE_ENTRYPOINT,
+        "entrypoint": spec.deployable.file_entrypoint,
         "tags": spec.tags,
         "parameters": spec.parameters,
-        "schedules": [{"cron": spec.cron, "timezone": spec.timezone, "active": True}],
+        "schedules": schedules,
+        "triggers": spec.trigger_definitions(),
         "concurrency_limit": {
             "limit": spec.concurrency_limit,
             "collision_strategy": spec.collision_strategy,

@@ -24,10 +24,14 @@ import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import Artifact, FlowRun
 from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.schedules import CronSchedule
 from prefect.client.schemas.sorting import DeploymentSort
+from prefect.events.actions import RunDeployment
+from prefect.events.schemas.automations import Automation, EventTrigger
+from prefect.events.schemas.events import ResourceSpecification
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from deployments.spec import PROJECT_ROOT, load_deployments
+from deployments.spec import PROJECT_ROOT, DeploymentSpec, load_deployments
 from tests.loopback import free_port, healthy
 from tests.oss_server import OssServer
 
@@ -288,19 +292,24 @@ class DeploymentRuns:
     seconds: float
 
 
+def train_specs() -> list[DeploymentSpec]:
+    """The deployments of train_pipeline (the others run other flows, on other parameters)."""
+    return [spec for spec in load_deployments() if spec.flow == "train_pipeline"]
+
+
 @pytest.fixture(scope="session")
 def deployment_runs(prefect_server: PrefectServer, served: Served) -> DeploymentRuns:
-    """Trigger every deployment once (with its own overrides, on small data) and wait."""
-    specs = load_deployments()
+    """Trigger every train_pipeline deployment once (with its own overrides, on small data) and
+    wait, once every deployment is registered."""
     client = prefect_server.client()
     wait_for(
-        lambda: len(read_served_deployments(client)) == len(specs),
+        lambda: len(read_served_deployments(client)) == len(load_deployments()),
         120,
         "deployments.serve to register every deployment",
     )
     started = time.monotonic()
     triggered: dict[str, UUID] = {}
-    for spec in specs:
+    for spec in train_specs():
         parameters = {"overrides": [*spec.overrides, *SMALL_RUN]}
         triggered[spec.name] = trigger(spec.name, parameters).id
     finished = wait_for_final_states(client, list(triggered.values()), 1500, served.process)
@@ -308,13 +317,83 @@ def deployment_runs(prefect_server: PrefectServer, served: Served) -> Deployment
     return DeploymentRuns(runs, time.monotonic() - started)
 
 
-def trigger(deployment: str, parameters: dict[str, Any]) -> FlowRun:
-    """A run of train_pipeline/<deployment> through the API, as the UI's Run button does."""
+def trigger(deployment: str, parameters: dict[str, Any], flow: str = "train_pipeline") -> FlowRun:
+    """A run of <flow>/<deployment> through the API, as the UI's Run button does."""
     from prefect.deployments import run_deployment
 
-    flow_run = run_deployment(f"train_pipeline/{deployment}", parameters=parameters, timeout=0)
+    flow_run = run_deployment(f"{flow}/{deployment}", parameters=parameters, timeout=0)
     assert isinstance(flow_run, FlowRun)
     return flow_run
+
+
+def read_deployment_runs(client: SyncPrefectClient, deployment_id: UUID) -> list[FlowRun]:
+    """The deployment's flow runs, newest first (through the HTTP API: the client's filters
+    send nulls this server version answers 422 to)."""
+    response = client.request(
+        "POST",
+        "/flow_runs/filter",
+        json={
+            "deployments": {"id": {"any_": [str(deployment_id)]}},
+            "sort": "EXPECTED_START_TIME_DESC",
+            "limit": 50,
+            "offset": 0,
+        },
+    )
+    return [FlowRun.model_validate(item) for item in response.json()]
+
+
+def read_deployment_triggers(
+    client: SyncPrefectClient, deployment: DeploymentResponse
+) -> list[dict[str, Any]]:
+    """The deployment's event triggers as the server holds them (each one an automation that
+    runs the deployment), in the shape of `DeploymentSpec.trigger_definitions()`, by name."""
+    automations: list[Automation] = client.read_resource_related_automations(
+        f"prefect.deployment.{deployment.id}"
+    )
+    definitions = []
+    for automation in sorted(automations, key=lambda a: a.name):
+        trigger = automation.trigger
+        assert isinstance(trigger, EventTrigger), automation
+        [action] = automation.actions
+        assert isinstance(action, RunDeployment), action
+        assert (action.source, action.deployment_id) == ("selected", deployment.id)
+        definitions.append(
+            {
+                "type": trigger.type,
+                "name": automation.name,
+                "description": automation.description,
+                "enabled": automation.enabled,
+                "match": ResourceSpecification.model_validate(trigger.match).model_dump(),
+                "expect": sorted(trigger.expect),
+                "posture": trigger.posture.value,
+                "threshold": trigger.threshold,
+                "within": trigger.within.total_seconds(),
+                "parameters": action.parameters,
+            }
+        )
+    return definitions
+
+
+def check_registered(
+    client: SyncPrefectClient, deployment: DeploymentResponse, spec: DeploymentSpec
+) -> None:
+    """The deployment on the server is what conf/deployments.yaml says: its parameters, its
+    schedule or none, its concurrency limit and collision strategy, and its event triggers."""
+    assert deployment.parameters == spec.parameters
+    assert not deployment.paused
+    schedules = []
+    for schedule in deployment.schedules:
+        assert schedule.active
+        assert isinstance(schedule.schedule, CronSchedule)
+        schedules.append((schedule.schedule.cron, schedule.schedule.timezone))
+    assert schedules == ([] if spec.cron is None else [(spec.cron, spec.timezone)])
+    assert deployment.global_concurrency_limit is not None
+    assert deployment.global_concurrency_limit.limit == spec.concurrency_limit
+    assert deployment.concurrency_options is not None
+    strategy = deployment.concurrency_options.collision_strategy
+    assert strategy.value == spec.collision_strategy
+    expected = sorted(spec.trigger_definitions(), key=lambda d: str(d["name"]))
+    assert read_deployment_triggers(client, deployment) == expected
 
 
 def read_run_artifacts(client: SyncPrefectClient, flow_run_id: UUID) -> dict[str, Artifact]:

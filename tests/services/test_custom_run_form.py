@@ -24,6 +24,7 @@ from tests.services.conftest import (
     PrefectServer,
     Served,
     output_dir,
+    read_deployment_runs,
     read_run_artifacts,
     read_served_deployments,
     wait_for,
@@ -129,21 +130,6 @@ def _optional(name: str) -> str:
     return f"{name} (Optional)"
 
 
-def _deployment_runs(client: SyncPrefectClient, deployment_id: UUID) -> list[FlowRun]:
-    # Through the HTTP API, as conftest.read_run_artifacts does (the client's filters 422 here).
-    response = client.request(
-        "POST",
-        "/flow_runs/filter",
-        json={
-            "deployments": {"id": {"any_": [str(deployment_id)]}},
-            "sort": "EXPECTED_START_TIME_DESC",
-            "limit": 50,
-            "offset": 0,
-        },
-    )
-    return [FlowRun.model_validate(item) for item in response.json()]
-
-
 def _task_runs(client: SyncPrefectClient, flow_run_id: UUID) -> list[dict[str, Any]]:
     response = client.request(
         "POST",
@@ -194,7 +180,7 @@ def form_run(
         "deployments.serve to register the deployments",
     )
     [deployment] = [d for d in read_served_deployments(client) if d.name == DEPLOYMENT]
-    before = {run.id for run in _deployment_runs(client, deployment.id)}
+    before = {run.id for run in read_deployment_runs(client, deployment.id)}
     tmp = tmp_path_factory.mktemp("custom-run-form")
     out = output_dir(tmp)
     url = f"{prefect_server.ui_url}/deployments/deployment/{deployment.id}/run"
@@ -239,14 +225,14 @@ def form_run(
         refused_text = _refusal_shown(page)
         page.screenshot(out / "custom-run-refused.png")
         (out / "custom-run-refused.txt").write_text(refused_text)
-        assert {run.id for run in _deployment_runs(client, deployment.id)} == before
+        assert {run.id for run in read_deployment_runs(client, deployment.id)} == before
         assert str(_js(page, "location.pathname")).endswith("/run"), "the form was left"
 
         assert _form(page, "type", n_estimators, str(N_ESTIMATORS))
         page.screenshot(out / "custom-run-form.png")
         assert page.click_text("Submit")
         new = wait_for(
-            lambda: [r for r in _deployment_runs(client, deployment.id) if r.id not in before],
+            lambda: [r for r in read_deployment_runs(client, deployment.id) if r.id not in before],
             60,
             "the form's run to be created",
         )

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from prefect.client.schemas.schedules import CronSchedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.spec import load_deployments
@@ -21,6 +20,7 @@ from tests.services.conftest import (
     PROJECT_ROOT,
     SMALL_RUN,
     PrefectServer,
+    check_registered,
     read_served_deployments,
     start_process,
     start_server,
@@ -73,12 +73,8 @@ def test_prefect_deploy_all_and_a_process_worker_run_the_deployments(
     for name, spec in specs.items():
         deployment = deployments[name]
         assert deployment.work_pool_name == pool
-        assert deployment.parameters == spec.parameters
-        [schedule] = deployment.schedules
-        assert isinstance(schedule.schedule, CronSchedule)
-        assert (schedule.schedule.cron, schedule.schedule.timezone) == (spec.cron, spec.timezone)
-        assert deployment.global_concurrency_limit is not None
-        assert deployment.global_concurrency_limit.limit == spec.concurrency_limit
+        assert deployment.entrypoint == spec.deployable.file_entrypoint
+        check_registered(client, deployment, spec)
 
     worker = start_process(
         "worker",

@@ -1,4 +1,5 @@
-"""The deployments on a real Prefect server: schedules, runs, MLflow output, limits, errors."""
+"""The deployments on a real Prefect server: schedules, event triggers, runs, MLflow output,
+limits, errors."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from uuid import UUID
 
 import mlflow
 import pytest
-from prefect.client.schemas.objects import ConcurrencyLimitStrategy
-from prefect.client.schemas.schedules import CronSchedule
 
 from deployments.spec import load_deployments
 from orchestration.step_table import STEP_NAMES
@@ -19,44 +18,41 @@ from tests.services.conftest import (
     DeploymentRuns,
     PrefectServer,
     Served,
+    check_registered,
     read_run_artifacts,
     read_served_deployments,
+    train_specs,
     trigger,
     wait_for_final_states,
 )
 
 SPECS = {spec.name: spec for spec in load_deployments()}
+TRAIN_SPECS = {spec.name: spec for spec in train_specs()}
 
 
 def _model(deployment: str) -> str:
-    spec = SPECS[deployment]
+    spec = TRAIN_SPECS[deployment]
     overrides = spec.overrides
-    typed = spec.form.model or "torch_lasso"
+    typed = (spec.form.model if spec.form is not None else None) or "torch_lasso"
     return next((o.split("=", 1)[1] for o in overrides if o.startswith("model=")), typed)
 
 
 def test_every_deployment_is_registered_with_its_schedule(
     prefect_server: PrefectServer, served: Served, deployment_runs: DeploymentRuns
 ) -> None:
-    deployments = {d.name: d for d in read_served_deployments(prefect_server.client())}
+    """Each deployment runs its own flow, on its cron (or none) and on its event triggers,
+    which the server holds as automations that run the deployment with the event's object."""
+    client = prefect_server.client()
+    deployments = {d.name: d for d in read_served_deployments(client)}
     assert set(deployments) == set(SPECS)
     for name, spec in SPECS.items():
         deployment = deployments[name]
-        assert deployment.entrypoint == "flows.train_pipeline.train_pipeline"
-        assert deployment.parameters == spec.parameters
-        assert not deployment.paused
-        [schedule] = deployment.schedules
-        assert schedule.active
-        assert isinstance(schedule.schedule, CronSchedule)
-        assert (schedule.schedule.cron, schedule.schedule.timezone) == (spec.cron, spec.timezone)
-        assert deployment.global_concurrency_limit is not None
-        assert deployment.global_concurrency_limit.limit == 1
-        assert deployment.concurrency_options is not None
-        strategy = deployment.concurrency_options.collision_strategy
-        assert strategy == ConcurrencyLimitStrategy.CANCEL_NEW
+        assert deployment.entrypoint == spec.deployable.module_entrypoint
+        check_registered(client, deployment, spec)
+    assert any(spec.triggers for spec in SPECS.values()), "no deployment runs on events"
 
 
-DEPLOYMENTS = list(SPECS)
+DEPLOYMENTS = list(TRAIN_SPECS)
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)
@@ -110,7 +106,7 @@ def test_deployment_run_publishes_a_summary_and_a_step_table(
 def test_a_second_run_while_one_trains_is_cancelled_not_queued(
     prefect_server: PrefectServer, served: Served, deployment_runs: DeploymentRuns
 ) -> None:
-    spec = SPECS["nightly-retrain"]
+    spec = TRAIN_SPECS["nightly-retrain"]
     parameters = {"overrides": [*spec.overrides, *SMALL_RUN, "main.force=train"]}
     ids: list[UUID] = [trigger(spec.name, parameters).id for _ in range(2)]
     runs = wait_for_final_states(prefect_server.client(), ids, 600, served.process)
