@@ -31,6 +31,10 @@ SWEEP_KIND = "sweep"
 VARIANT_KIND = "variant"
 # The sweep variant's label on its run.
 SWEEP_VARIANT_TAG = "sweep.variant"
+# A search trial's run (sweep.search=optuna): its number in the study, and how it ended
+# (COMPLETE, PRUNED, FAIL, as the study records it).
+SEARCH_TRIAL_TAG = "search.trial"
+SEARCH_STATE_TAG = "search.state"
 
 # --- Run tags: what a step publishes ------------------------------------------------------------
 # `output.<name>`: the URI of an output; read only from FINISHED runs.
@@ -41,6 +45,8 @@ NOTE_TAG_PREFIX = "note."
 DIGEST_TAG_PREFIX = "digest."
 VERDICT_NOTE = "verdict"
 CHAMPION_NOTE = "champion"
+# A search trial's train step stopped early: why (steps/train/staged_fit.py).
+PRUNED_NOTE = "pruned"
 # The figure evaluate logs on its run, which the flow shows on the Prefect run page.
 EVALUATION_PLOT_FILE = "predicted_vs_actual.png"
 # The digest of the source bytes get_data read (lineage of a registered version).
