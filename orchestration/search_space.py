@@ -85,8 +85,8 @@ DISTRIBUTION_TYPES = ("int", "float", "categorical")
 
 
 def check_distribution(model: str, key: str, distribution: IntRange | FloatRange | Choice) -> None:
-    """ValueError naming `MODEL.KEY` (under sweep.optuna.space) when the model has no such setting or
-    the distribution reaches outside its bounds or type."""
+    """ValueError naming `MODEL.KEY` (under sweep.optuna.space) when the model has no such
+    setting or the distribution reaches outside its bounds or type."""
     where = f"{model}.{key}"
     schema = MODEL_SCHEMAS[model]
     fields = {name: field for name, field in schema.model_fields.items() if name != "name"}
@@ -189,9 +189,7 @@ class OptunaConfig(Settings):
     ) -> dict[str, dict[str, IntRange | FloatRange | Choice]]:
         unknown = [model for model in value if model not in MODEL_SCHEMAS]
         if unknown:
-            raise ValueError(
-                f"{unknown[0]!r} is not a model; models: {', '.join(MODEL_SCHEMAS)}"
-            )
+            raise ValueError(f"{unknown[0]!r} is not a model; models: {', '.join(MODEL_SCHEMAS)}")
         for model, distributions in value.items():
             for key, distribution in distributions.items():
                 check_distribution(model, key, distribution)

@@ -67,7 +67,8 @@ class TrialReporter:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.target = target
-        storage = optuna.storages.RDBStorage(target.storage, engine_kwargs=engine_kwargs(target.storage))
+        url = target.storage
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
         study_id = storage.get_study_id_from_name(target.study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, target.trial_number)
         self._study = optuna.load_study(study_name=target.study_name, storage=storage)
