@@ -129,5 +129,6 @@ def test_a_search_runs_its_trials_prunes_promotes_the_best_and_resumes(
     states = [trial.state for trial in resumed.trials]
     assert states.count(TrialState.FAIL) == 1 and len(states) == 8
     assert sum(state in (TrialState.COMPLETE, TrialState.PRUNED) for state in states) == 7
-    (second,) = [run for run in runs_of(workspace, "sweep") if run.info != sweep_run.info]
+    first = sweep_run.info.run_id
+    (second,) = [run for run in runs_of(workspace, "sweep") if run.info.run_id != first]
     assert len(trial_runs(workspace, second)) == 1
