@@ -19,6 +19,7 @@ from typing import Any
 
 from optuna import Study
 from optuna.trial import FrozenTrial, TrialState
+from prefect import get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner
 
@@ -39,6 +40,7 @@ from orchestration.study import (
 )
 from reporting.summary import test_scores
 from reporting.sweep_summary import VariantLine
+from steps.common.url_secrets import hide_password
 from steps.contract import (
     ERROR_MESSAGE_TAG,
     MAX_TAG_CHARS,
@@ -242,7 +244,22 @@ def run_search(
         for upstream, output in inputs
     ]
     study_name = plan.study_name(digests)
-    study, finished_before = open_study(plan, study_name, minimize)
+    opened = open_study(plan, study_name, minimize)
+    study, finished_before = opened.study, opened.finished
+    log = get_run_logger()
+    if opened.failed_stale:
+        log.warning(
+            "study %s: trial(s) %s were left RUNNING by an interrupted search: marked FAIL",
+            study_name,
+            ", ".join(map(str, opened.failed_stale)),
+        )
+    log.info(
+        "study %s in %s: %d trial(s) finished before, %d to run",
+        study_name,
+        hide_password(plan.storage),
+        finished_before,
+        max(0, plan.settings.n_trials - finished_before),
+    )
     remaining = max(0, plan.settings.n_trials - finished_before)
     loop = _Loop(runner, steps, plan, shared, parent_run_id, step_environment, metric)
 

@@ -13,7 +13,6 @@ itself has no pruner.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +23,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from orchestration.search_plan import SearchPlan
 from orchestration.search_space import Choice, FloatRange, IntRange
-from steps.common.url_secrets import hide_password
-from steps.train.trial_report import MODEL_PARAM, engine_kwargs
-
-logger = logging.getLogger(__name__)
+from steps.contract import SEARCH_MODEL_PARAM, study_engine_kwargs
 
 # User attributes of a trial: the MLflow runs that hold it, so a later run of the search can
 # promote a trial an earlier one trained.
@@ -51,12 +47,20 @@ class Drawn:
 
 
 def storage_of(url: str) -> optuna.storages.RDBStorage:
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+    return optuna.storages.RDBStorage(url, engine_kwargs=study_engine_kwargs(url))
 
 
-def open_study(plan: SearchPlan, study_name: str, minimize: bool) -> tuple[optuna.Study, int]:
-    """The study, created or loaded, with trials left RUNNING by a killed search marked FAIL;
-    and how many of its trials are finished."""
+@dataclass(frozen=True)
+class OpenedStudy:
+    study: optuna.Study
+    # Its trials finished before (complete or pruned): they count towards n_trials.
+    finished: int
+    # The trials a killed search had left RUNNING, now marked FAIL.
+    failed_stale: list[int]
+
+
+def open_study(plan: SearchPlan, study_name: str, minimize: bool) -> OpenedStudy:
+    """The study, created or loaded, with trials left RUNNING by a killed search marked FAIL."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = plan.settings
     storage = storage_of(plan.storage)
@@ -81,27 +85,14 @@ def open_study(plan: SearchPlan, study_name: str, minimize: bool) -> tuple[optun
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in stale:
         study.tell(trial.number, state=TrialState.FAIL)
-    if stale:
-        logger.warning(
-            "study %s: marked %d trial(s) left RUNNING by an interrupted search FAIL: %s",
-            study_name,
-            len(stale),
-            ", ".join(str(trial.number) for trial in stale),
-        )
     finished = len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
-    logger.info(
-        "study %s in %s: %d trial(s) finished before",
-        study_name,
-        hide_password(plan.storage),
-        finished,
-    )
-    return study, finished
+    return OpenedStudy(study, finished, [trial.number for trial in stale])
 
 
 def ask(study: optuna.Study, plan: SearchPlan) -> Drawn:
     """A new trial: its model (when the space has several) and that model's values."""
     trial = study.ask()
-    model = str(trial.suggest_categorical(MODEL_PARAM, list(plan.settings.space)))
+    model = str(trial.suggest_categorical(SEARCH_MODEL_PARAM, list(plan.settings.space)))
     values = {
         key: _suggest(trial, f"{model}.{key}", distribution)
         for key, distribution in plan.settings.space[model].items()

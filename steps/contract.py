@@ -35,6 +35,16 @@ SWEEP_VARIANT_TAG = "sweep.variant"
 # (COMPLETE, PRUNED, FAIL, as the study records it).
 SEARCH_TRIAL_TAG = "search.trial"
 SEARCH_STATE_TAG = "search.state"
+# The study's name for the parameter that says which model a trial trains, and how long a
+# process waits for a SQLite study's lock held by another (the flow, another trial's step).
+SEARCH_MODEL_PARAM = "model"
+STUDY_SQLITE_TIMEOUT_S = 60
+
+
+def study_engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy options of a study's storage: a SQLite study waits for locks, not fails."""
+    return {"connect_args": {"timeout": STUDY_SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
+
 
 # --- Run tags: what a step publishes ------------------------------------------------------------
 # `output.<name>`: the URI of an output; read only from FINISHED runs.

@@ -13,23 +13,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from steps.contract import SEARCH_MODEL_PARAM, study_engine_kwargs
 from steps.train.schema import TrialTarget
 
 logger = logging.getLogger(__name__)
-
-# The study's name for the parameter that says which model a trial trains.
-MODEL_PARAM = "model"
-# Seconds a SQLite study waits for a lock held by another process (the flow, another trial).
-SQLITE_TIMEOUT_S = 60
-
-
-def engine_kwargs(url: str) -> dict[str, Any]:
-    """SQLAlchemy options of a study's storage: SQLite waits for locks instead of failing."""
-    return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
 
 
 @dataclass(frozen=True)
@@ -68,12 +58,12 @@ class TrialReporter:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.target = target
         url = target.storage
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=study_engine_kwargs(url))
         study_id = storage.get_study_id_from_name(target.study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, target.trial_number)
         self._study = optuna.load_study(study_name=target.study_name, storage=storage)
         self._trial = optuna.trial.Trial(self._study, trial_id)
-        self._model = self._trial.params.get(MODEL_PARAM)
+        self._model = self._trial.params.get(SEARCH_MODEL_PARAM)
         self._minimize = self._study.direction == optuna.study.StudyDirection.MINIMIZE
 
     def _peers(self, stage: int) -> list[float]:
@@ -85,7 +75,8 @@ class TrialReporter:
         return [
             trial.intermediate_values[stage]
             for trial in completed
-            if trial.params.get(MODEL_PARAM) == self._model and stage in trial.intermediate_values
+            if trial.params.get(SEARCH_MODEL_PARAM) == self._model
+            and stage in trial.intermediate_values
         ]
 
     def report(self, value: float, stage: int) -> PruneVerdict:
