@@ -33,7 +33,8 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
 from flows.cli import Command, run_command
-from orchestration.config import ConfigError
+from flows.search import SearchRun, earlier_best_line, run_search
+from orchestration.config import ConfigError, PipelineConfig
 from orchestration.dask_cluster import (
     SweepClusterError,
     available_cores,
@@ -56,6 +57,7 @@ from orchestration.sweep_plan import (
     split_multirun,
 )
 from reporting.prefect_artifacts import publish_sweep_artifacts
+from reporting.search_report import publish_search_report, search_notes
 from reporting.summary import build_summary, test_scores
 from reporting.sweep_summary import SweepSummary, VariantLine
 from steps.common.url_secrets import hide_password
@@ -208,6 +210,53 @@ def pick_best(outcomes: Sequence[VariantOutcome], plan: SweepPlan) -> VariantOut
     return min(scored, key=lambda o: sign * float(o.score(metric) or 0.0))
 
 
+Outcome = tuple[PipelineConfig, dict[str, StepResult], list[VariantLine]]
+
+
+def _grid_outcome(outcomes: Sequence[VariantOutcome], plan: SweepPlan, log: Any) -> Outcome:
+    """The best variant's configuration and results, and every variant's line; SweepFailed
+    when one failed."""
+    failed = [o for o in outcomes if o.error]
+    if failed:
+        raise SweepFailed(
+            f"{len(failed)} of {len(outcomes)} variants failed, nothing promoted (a re-run "
+            "trains only what did not finish): "
+            + "; ".join(f"variant '{o.variant.label}': {o.error}" for o in failed)
+        )
+    best = pick_best(outcomes, plan)
+    assert best.finished
+    log.info("best on validation (%s): %s", plan.selection_metric, best.variant.label)
+    lines = [o.line(plan.selection_metric, o is best) for o in outcomes]
+    return best.variant.cfg, best.results, lines
+
+
+def _search_outcome(search: SearchRun, plan: SweepPlan, log: Any) -> Outcome:
+    """The best trial's configuration and results, and this run's trials' lines; SweepFailed
+    when a trial failed or none completed."""
+    metric = plan.selection_metric
+    if search.failed:
+        raise SweepFailed(
+            f"{len(search.failed)} of {len(search.trials)} trials failed, nothing promoted (a "
+            "re-run resumes the study): "
+            + "; ".join(f"trial {t.drawn.number} '{t.label}': {t.error}" for t in search.failed)
+        )
+    if search.best is None or search.best_cfg is None:
+        raise SweepFailed(f"no trial of study {search.study_name} completed; nothing promoted")
+    best_number = search.best.number
+    lines = [trial.line(metric, trial.drawn.number == best_number) for trial in search.trials]
+    earlier = earlier_best_line(search, metric)
+    if earlier is not None:
+        lines.append(earlier)
+    log.info(
+        "best trial on validation (%s=%.4g): %d, %s",
+        metric,
+        search.best.value,
+        best_number,
+        next(line.label for line in lines if line.best),
+    )
+    return search.best_cfg, search.best_results, lines
+
+
 def _flow_run_name() -> str:
     """Readable in the Prefect UI: how many variants, the data source and the date."""
     parameters = flow_run.parameters
@@ -216,7 +265,9 @@ def _flow_run_name() -> str:
     except ConfigError:
         return f"sweep-invalid-config-{datetime.now(UTC):%Y%m%d-%H%M}"
     count = len(plan.variants)
-    return f"sweep-{count}-variants-{source_label(plan.base)}-{datetime.now(UTC):%Y%m%d-%H%M}"
+    trials = plan.base.sweep.optuna.n_trials
+    what = f"search-{trials}-trials" if plan.search else f"{count}-variants"
+    return f"sweep-{what}-{source_label(plan.base)}-{datetime.now(UTC):%Y%m%d-%H%M}"
 
 
 @flow(name="sweep", flow_run_name=_flow_run_name)
@@ -241,13 +292,22 @@ def sweep(
         )
     if plan.repeats:
         log.info("trained once, same settings as another variant: %s", "; ".join(plan.repeats))
+    if plan.search:
+        log.info(
+            "search: %d trials over %s, %d at a time, study in %s",
+            cfg.sweep.optuna.n_trials,
+            ", ".join(plan.search.models),
+            plan.search.parallelism,
+            hide_password(plan.search.storage),
+        )
     run_name = f"sweep-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    counted = {"trials": cfg.sweep.optuna.n_trials} if plan.search else {}
     start = start_flow(
         cfg,
         overrides or [],
         run_name,
         run_name,  # the W&B group of every step's run
-        {"variants": len(plan.variants)},
+        {"variants": len(plan.variants), **counted},
         log,
         kind=SWEEP_KIND,
     )
@@ -263,6 +323,8 @@ def sweep(
     shared = shared_steps(cfg.main.steps)
     promote = PROMOTION_STEP if PROMOTION_STEP in cfg.main.steps else None
     succeeded = False
+    search: SearchRun | None = None
+    outcomes: list[VariantOutcome] = []
     try:
         warm = cfg.main.backend == "warm-fork" and cfg.main.env_manager == "local"
         with cluster_starting(cfg.sweep.dask, warm, log) as cluster:
@@ -271,33 +333,44 @@ def sweep(
             runner = cluster.ready()
             started = time.monotonic()
             budget = step_environment(cfg.sweep.dask, available_cores())
-            outcomes = run_variants(runner, steps, plan, results, parent_run_id, budget)
+            if plan.search is not None:
+                search = run_search(
+                    runner,
+                    steps,
+                    plan.search,
+                    results,
+                    parent_run_id,
+                    budget,
+                    plan.selection_metric,
+                    plan.minimize,
+                )
+            else:
+                outcomes = run_variants(runner, steps, plan, results, parent_run_id, budget)
             variants_seconds = time.monotonic() - started
-        failed = [o for o in outcomes if o.error]
-        if failed:
-            raise SweepFailed(
-                f"{len(failed)} of {len(outcomes)} variants failed, nothing promoted (a re-run "
-                "trains only what did not finish): "
-                + "; ".join(f"variant '{o.variant.label}': {o.error}" for o in failed)
-            )
-        best = pick_best(outcomes, plan)
-        assert best.finished
-        results |= best.results
-        log.info("best on validation (%s): %s", plan.selection_metric, best.variant.label)
+        if search is not None:
+            # The history and importances first: a failed search's trials are worth a look.
+            publish_search_report(search.study, search.study_name, parent_run_id, plan.minimize)
+            best_cfg, best_results, lines = _search_outcome(search, plan, log)
+        else:
+            best_cfg, best_results, lines = _grid_outcome(outcomes, plan, log)
+        results |= best_results
         if promote is not None:
-            results[promote] = steps.run(promote, results, parent_run_id, best.variant.cfg)
+            results[promote] = steps.run(promote, results, parent_run_id, best_cfg)
         succeeded = True
     finally:
         end_pipeline_run(parent_run_id, succeeded)
 
     summary = SweepSummary(
-        pipeline=build_summary(best.variant.cfg, results, parent_run_id, start.tracking_uri),
-        variants=[o.line(plan.selection_metric, o is best) for o in outcomes],
+        pipeline=build_summary(best_cfg, results, parent_run_id, start.tracking_uri),
+        variants=lines,
         selection_metric=plan.selection_metric,
         minimize=plan.minimize,
         variants_seconds=variants_seconds,
         runner=describe(cfg.sweep.dask, available_cores()),
         repeats=list(plan.repeats),
+        notes=search_notes(search.study, search.study_name, plan.search.storage, search.trials)
+        if search is not None and plan.search is not None
+        else [],
     )
     publish_sweep_artifacts(summary, steps.experiment_id)
     log.info("sweep finished: %s", summary.headline())

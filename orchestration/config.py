@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import Field, ValidationError, field_validator
 
+from orchestration.search_space import DISTRIBUTION_TYPES, OptunaConfig
 from orchestration.step_table import STEP_NAMES
 from steps.common.settings import Settings
 from steps.common.url_secrets import (
@@ -370,6 +371,16 @@ class SweepConfig(Settings):
         description="The sweep refuses more variants than this: too many is usually a typo.",
     )
     dask: DaskConfig = Field(default_factory=DaskConfig, description="Where the variants run.")
+    search: Literal["grid", "optuna"] = Field(
+        default="grid",
+        description=(
+            "grid: train the listed variants; optuna: a seeded TPE search over "
+            "sweep.optuna.space (conf/sweep/search.yaml), its trials run as variants are."
+        ),
+    )
+    optuna: OptunaConfig = Field(
+        default_factory=OptunaConfig, description="The search's study, trials and space."
+    )
 
 
 class WatchConfig(Settings):
@@ -527,14 +538,23 @@ def _fit_to_show(value: Any) -> Any:
     return value
 
 
+def _location(loc: Sequence[Any]) -> list[str]:
+    """A problem's key as a person writes it: without the tags pydantic adds for a tagged
+    union (the model's name after `model`, a search distribution's type)."""
+    parts: list[str] = []
+    for part in loc:
+        text = str(part)
+        tag_of_model = part in _MODEL_NAMES and parts[-1:] == ["model"]
+        tag_of_range = part in DISTRIBUTION_TYPES and parts[:3] == ["sweep", "optuna", "space"]
+        if not (tag_of_model or tag_of_range or text.startswith("function")):
+            parts.append(text)
+    return parts
+
+
 def _explain_pydantic(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
-        parts = [
-            str(part)
-            for part in problem["loc"]
-            if part not in _MODEL_NAMES and not str(part).startswith("function")
-        ]
+        parts = _location(problem["loc"])
         location = ".".join(parts)
         if problem["type"] == "extra_forbidden":
             parent = ".".join(parts[:-1])
@@ -542,7 +562,9 @@ def _explain_pydantic(error: ValidationError) -> str:
             continue
         shown = _fit_to_show(problem.get("input"))
         msg = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"{location}: {msg} (got {shown!r})")
+        # A whole section repeated would bury the message, which names the key itself.
+        got = "" if isinstance(shown, dict) else f" (got {shown!r})"
+        lines.append(f"{location}: {msg}{got}")
     return "; ".join(lines)
 
 

@@ -203,12 +203,17 @@ class StepRunner:
         parent_run_id: str,
         cfg: PipelineConfig | None = None,
         step_environment: Mapping[str, str] | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
     ) -> PrefectFuture[StepResult]:
         """Hand `step` to `runner` (e.g. a Dask cluster) and return its future; the step's
-        process gets `step_environment` on top of the usual one."""
+        process gets `step_environment` on top of the usual one, and `parameters` replace the
+        table's (a search trial's `trial`)."""
         cfg = cfg or self.cfg
         task = self.task_for(cfg, ENTRY_POINT_SPECS[step].labelled)
-        arguments = self.arguments(step, results, parent_run_id, cfg, step_environment)
+        arguments = self.arguments(
+            step, results, parent_run_id, cfg, step_environment, given=parameters
+        )
         upstream = self.upstream_of(step, results)
         future: PrefectFuture[StepResult] = runner.submit(task, arguments, wait_for=upstream)
         return future

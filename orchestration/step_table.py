@@ -164,7 +164,8 @@ STEPS: tuple[StepSpec, ...] = (
         outputs=("model",),
         inputs={"train_data": ("data_split", "train_data"), "val_data": ("data_split", "val_data")},
         config_section="model",
-        parameters=lambda cfg, start_dir: {"model_config": cfg.model.model_dump()},
+        # trial: empty outside a search; a search's trials name theirs (flows/search.py).
+        parameters=lambda cfg, start_dir: {"model_config": cfg.model.model_dump(), "trial": {}},
         rows=("rows_train", "rows_train"),
         per_variant=True,
     ),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -27,6 +28,7 @@ from hydra.errors import HydraException
 
 from orchestration.config import ConfigError, PipelineConfig, prepare_overrides
 from orchestration.runtime import compose
+from orchestration.search_plan import SearchPlan, study_storage
 from orchestration.step_table import VARIANT_STEPS
 from steps.train.model_schemas import MODEL_SCHEMAS
 
@@ -58,6 +60,8 @@ class SweepPlan:
     variants: tuple[Variant, ...]
     # Labels of combinations that repeat an earlier variant (trained once).
     repeats: tuple[str, ...] = ()
+    # A hyperparameter search instead of listed variants (sweep.search=optuna).
+    search: SearchPlan | None = None
 
     @property
     def selection_metric(self) -> str:
@@ -198,6 +202,14 @@ def plan_sweep(
             f"invalid configuration: main.steps: a sweep trains and evaluates every variant; "
             f"add {','.join(missing)} (got {','.join(base.main.steps)})"
         )
+    if base.sweep.search == "optuna":
+        if variants is not None:
+            raise ConfigError(
+                "invalid configuration: sweep.search: a search (optuna) draws its trials from "
+                "sweep.optuna.space; --multirun lists variants: use one or the other "
+                "(sweep.search=grid for variants)"
+            )
+        return SweepPlan(base=base, variants=(), search=plan_search(base, shared, model_wide))
     listed = [list(v) for v in (base.sweep.variants if variants is None else variants)]
     if not listed:
         raise ConfigError(
@@ -259,3 +271,41 @@ def plan_sweep(
             f"({', '.join(models)}) has it; their settings: {', '.join(settings)}"
         )
     return SweepPlan(base=base, variants=tuple(planned), repeats=tuple(repeats))
+
+
+def plan_search(
+    base: PipelineConfig, shared: Sequence[str], model_wide: Sequence[str]
+) -> SearchPlan:
+    """The search's models, each composed with the `model.<key>` overrides that apply to it,
+    and the study's database: ConfigError before any work when one cannot be had."""
+    from tasks.tracking_store import default_tracking_uri
+
+    settings = base.sweep.optuna
+    if not settings.space:
+        raise ConfigError(
+            "invalid configuration: sweep.optuna.space: a search (sweep.search=optuna) needs "
+            "distributions to draw from; choose a search in conf/sweep/ (sweep=search) or "
+            "declare sweep.optuna.space.MODEL.KEY"
+        )
+    chosen = [text for text in model_wide if _key(_parse([text])[0]) == "model"]
+    if chosen:
+        raise ConfigError(
+            f"invalid override: {chosen[0]}: a search trains the models of sweep.optuna.space "
+            f"({', '.join(settings.space)}); change the space to search other models"
+        )
+    models: dict[str, PipelineConfig] = {}
+    applied: set[str] = set()
+    for model in settings.space:
+        applies, _ = _applicable(model_wide, model)
+        applied.update(applies)
+        models[model] = _compose(f"model={model}", [*shared, f"model={model}", *applies])
+    unknown = [text for text in model_wide if text not in applied]
+    if unknown:
+        key = _key(_parse(unknown[:1])[0])
+        fields = sorted({f for m in settings.space for f in MODEL_SCHEMAS[m].model_fields})
+        raise ConfigError(
+            f"invalid override: unknown key '{key}': no model of the search "
+            f"({', '.join(settings.space)}) has it; their settings: {', '.join(fields)}"
+        )
+    tracking_uri = base.tracking.uri or default_tracking_uri(Path.cwd())
+    return SearchPlan(base=base, models=models, storage=study_storage(settings, tracking_uri))

@@ -36,6 +36,8 @@ class SweepSummary:
     variants_seconds: float
     runner: str
     repeats: list[str] = field(default_factory=list)
+    # Lines about how the variants came about (a search: its study and trials).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def best(self) -> VariantLine | None:
@@ -84,6 +86,7 @@ class SweepSummary:
                 f"best on the validation split ({self.selection_metric}, {direction} is "
                 f"better): {best.label} (variant run {best.run_id})"
             )
+        lines += self.notes
         for line in self.variants:
             if line.error:
                 lines.append(f"variant {line.label}: {line.error}")

@@ -33,6 +33,20 @@ VARIANT_KIND = "variant"
 SCORING_KIND = "scoring"
 # The sweep variant's label on its run.
 SWEEP_VARIANT_TAG = "sweep.variant"
+# A search trial's run (sweep.search=optuna): its number in the study, and how it ended
+# (COMPLETE, PRUNED, FAIL, as the study records it).
+SEARCH_TRIAL_TAG = "search.trial"
+SEARCH_STATE_TAG = "search.state"
+# The study's name for the parameter that says which model a trial trains, and how long a
+# process waits for a SQLite study's lock held by another (the flow, another trial's step).
+SEARCH_MODEL_PARAM = "model"
+STUDY_SQLITE_TIMEOUT_S = 60
+
+
+def study_engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy options of a study's storage: a SQLite study waits for locks, not fails."""
+    return {"connect_args": {"timeout": STUDY_SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
+
 
 # --- Run tags: what a step publishes ------------------------------------------------------------
 # `output.<name>`: the URI of an output; read only from FINISHED runs.
@@ -43,6 +57,8 @@ NOTE_TAG_PREFIX = "note."
 DIGEST_TAG_PREFIX = "digest."
 VERDICT_NOTE = "verdict"
 CHAMPION_NOTE = "champion"
+# A search trial's train step stopped early: why (steps/train/staged_fit.py).
+PRUNED_NOTE = "pruned"
 # The figure evaluate logs on its run, which the flow shows on the Prefect run page.
 EVALUATION_PLOT_FILE = "predicted_vs_actual.png"
 # The digest of the source bytes get_data read (lineage of a registered version).

@@ -14,7 +14,7 @@ from prefect import task
 from processes.run_owner import owner_tags, reap_ghosts
 from steps.contract import FLOW_RUN_TAG, PARENT_RUN_TAG, PIPELINE_KIND, STEP_TAG, VARIANT_KIND
 from tasks.step_result import StepResult
-from tasks.tracking_store import reuse_result
+from tasks.tracking_store import result_of, reuse_result
 
 
 @task(name="start-pipeline-run", persist_result=False)
@@ -63,6 +63,13 @@ def end_pipeline_run(run_id: str, succeeded: bool) -> None:
 def reuse_step_outputs(experiment_id: str, step: str) -> StepResult | None:
     """The latest finished run of a step left out of `main.steps`, whose outputs feed later ones."""
     return reuse_result(experiment_id, step)
+
+
+@task(name="read-step-run", task_run_name="read-{step}-{run_id}", persist_result=False)
+def read_step_run(run_id: str, step: str) -> StepResult:
+    """A finished step run read back as its result: a search's best trial that an earlier run
+    of the search trained, for the promotion."""
+    return result_of(mlflow.MlflowClient().get_run(run_id), step)
 
 
 @task(name="start-variant-run", task_run_name="variant-{name}", persist_result=False)

@@ -35,6 +35,10 @@ class ModelSchema(Settings):
     PIPELINE_KEYS: ClassVar[frozenset[str]] = frozenset(
         {"name", "log_target", "tfidf_max_features"}
     )
+    # The hyperparameter that counts what the regressor adds by warm start (trees, boosting
+    # iterations), so that a search's trial can fit in stages and report a score after each
+    # (steps/train/staged_fit.py); None: the model fits in one go.
+    STAGED_BY: ClassVar[str | None] = None
 
     log_target: bool = Field(
         default=True,
@@ -82,6 +86,8 @@ class TorchLassoSchema(ModelSchema):
 class RandomForestSchema(ModelSchema):
     """scikit-learn's random forest on the shared preprocessing."""
 
+    STAGED_BY: ClassVar[str | None] = "n_estimators"
+
     name: Literal["random_forest"] = "random_forest"
     log_target: bool = Field(
         default=False,
@@ -118,6 +124,8 @@ class RandomForestSchema(ModelSchema):
 class HistGradientBoostingSchema(ModelSchema):
     """scikit-learn's histogram gradient boosting on the shared preprocessing; the defaults were
     chosen on the validation split only (python -m benchmarks.model_quality)."""
+
+    STAGED_BY: ClassVar[str | None] = "max_iter"
 
     name: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
     learning_rate: float = Field(

@@ -32,6 +32,7 @@ from steps.score.profile import PROFILE_FILE, build_profile
 from steps.train.model_factory import build_model
 from steps.train.price_model import input_columns
 from steps.train.schema import TrainParams
+from steps.train.staged_fit import fit_price_model, report_stages
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +69,19 @@ def main(params: TrainParams) -> None:
         train = read_table(download_input(params.train_data, work))
         val = read_table(download_input(params.val_data, work))
         columns = input_columns(model)
-        started = time.perf_counter()
-        model.fit(raw_rows(train, columns), train[TARGET].to_numpy(dtype=float))
-        fit_seconds = time.perf_counter() - started
         val_rows = raw_rows(val, columns)
+        started = time.perf_counter()
+        staged = fit_price_model(
+            model,
+            params.model,
+            raw_rows(train, columns),
+            train[TARGET].to_numpy(dtype=float),
+            val_rows,
+            val[TARGET].to_numpy(dtype=float),
+            params.trial,
+        )
+        fit_seconds = time.perf_counter() - started
+        report_stages(staged)
         val_predictions = model.predict(val_rows)
         metrics = regression_metrics(val[TARGET], val_predictions, "val")
         metrics |= {"fit_seconds": fit_seconds, "rows_train": float(len(train))}
