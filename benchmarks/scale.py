@@ -198,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix=f"bench-scale-{model}-") as work_dir:
                 out(f"{model}, {rows:,} rows in {work_dir} ...")
                 arguments = ["--child", "--rows", str(rows), "--models", model]
-                figures = run_fresh_process("benchmarks.scale", arguments, Path(work_dir), args.verbose)
+                figures = run_fresh_process(
+                    "benchmarks.scale", arguments, Path(work_dir), args.verbose
+                )
                 figures["load_average_1min"] = os.getloadavg()[0]
                 runs.append(figures)
                 peak = max(step["peak_rss_mb"] or 0.0 for step in figures["steps"])

@@ -11,15 +11,13 @@ import pyarrow.parquet as pq
 
 from steps.common.errors import PreconditionError
 
-
 # Rows per record batch when a step streams a table (a few tens of MiB of listings).
 BATCH_ROWS = 1 << 17
 
 
 def _unreadable(path: Path, error: Exception) -> PreconditionError:
     return PreconditionError(
-        f"{path.name} is not a readable Parquet table ({error}); re-run the step that "
-        "produced it"
+        f"{path.name} is not a readable Parquet table ({error}); re-run the step that produced it"
     )
 
 

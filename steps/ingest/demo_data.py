@@ -340,9 +340,7 @@ def _block_seed(seed: int, block: int) -> int:
     return int(np.random.SeedSequence([seed, block]).generate_state(1)[0])
 
 
-def write_demo_csv(
-    path: Path, n_rows: int, seed: int, block_rows: int = DEMO_BLOCK_ROWS
-) -> Path:
+def write_demo_csv(path: Path, n_rows: int, seed: int, block_rows: int = DEMO_BLOCK_ROWS) -> Path:
     """Write generated listings as a standard CSV (minimal quoting), shaped like the public file.
 
     Written `block_rows` at a time: the first block is generate_listings(block, seed), each

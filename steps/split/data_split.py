@@ -53,7 +53,9 @@ def main(params: DataSplitParams) -> None:
                 metrics[f"rows_{name}"] = float(len(positions))
             mlflow.log_metrics(metrics)
             mirror.log_metrics(metrics)
-        logger.info("split %d rows into %s (stratified by %s)", table.num_rows, metrics, stratify_by)
+        logger.info(
+            "split %d rows into %s (stratified by %s)", table.num_rows, metrics, stratify_by
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -24,7 +25,6 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
 from sklearn.utils.validation import check_is_fitted
-from scipy import sparse
 
 from steps.common.listing_columns import ROOM_TYPES
 
@@ -277,15 +277,15 @@ class DenseFeatures(ColumnTransformer):
         rows = Xs[0].shape[0] if Xs else n_samples
         out = np.empty((rows, sum(X.shape[1] for X in Xs)), dtype=self.dtype)
         column = 0
-        for X in Xs:
-            width = X.shape[1]
-            if sparse.issparse(X):
-                X = X.tocsr()
+        for part in Xs:
+            width = part.shape[1]
+            if sparse.issparse(part):
+                rows_of = part.tocsr()
                 for start in range(0, rows, _STACK_ROWS):
                     stop = min(rows, start + _STACK_ROWS)
-                    out[start:stop, column : column + width] = X[start:stop].toarray()
+                    out[start:stop, column : column + width] = rows_of[start:stop].toarray()
             else:
-                out[:, column : column + width] = X
+                out[:, column : column + width] = part
             column += width
         return out
 
