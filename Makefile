@@ -12,7 +12,7 @@ MODEL ?= housing_price
 PORT ?= 5001
 
 .PHONY: run serve mlflow-server test lint typecheck pytest test-unit test-data test-e2e install install-dev clean constraints
-.PHONY: bench bench-ingest bench-lasso bench-quality bench-overhead bench-faults bench-sweep sweep
+.PHONY: bench bench-ingest bench-lasso bench-quality bench-overhead bench-faults bench-sweep bench-scale sweep
 
 $(VENV)/.install-run.stamp: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -142,7 +142,7 @@ test-services: install-dev browser
 ## numpy, so they are unset for the benchmark command alone, never for tests or CI.
 BENCH_ARGS ?=
 BENCH := env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) -m
-bench: bench-ingest bench-lasso bench-quality bench-overhead bench-faults bench-sweep
+bench: bench-ingest bench-lasso bench-quality bench-overhead bench-faults bench-sweep bench-scale
 
 ## Faults injected into the real pipeline: counts injected, survived, data lost (must be 0).
 bench-faults: install-dev
@@ -165,6 +165,11 @@ bench-overhead: install
 ## A sweep of 4 variants on 2 Dask workers against the same variants one after another.
 bench-sweep: install
 	$(BENCH) benchmarks.sweep_parallel --check $(BENCH_ARGS)
+
+## Each step's wall time, work and peak RSS at 100k, 1M and 5M demo rows, for torch_lasso and
+## hist_gradient_boosting, and the fitted exponent of work against rows (tens of minutes, ~10 GB).
+bench-scale: install
+	$(BENCH) benchmarks.scale --check $(BENCH_ARGS)
 
 ## Upload the offline W&B runs under ./wandb (WANDB_SYNC_DIR=path for another start directory)
 ## when WANDB_API_KEY is set in the environment or in that directory's .env; runs already

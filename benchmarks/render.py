@@ -31,6 +31,7 @@ REPRODUCE = {
     "orchestration_overhead": "make bench-overhead",
     "fault_injection": "make bench-faults",
     "sweep_parallel": "make bench-sweep",
+    "scale": "make bench-scale",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -76,12 +77,44 @@ def check_failpoint(step: str) -> None:
         )
 
 
-def _record_work_seconds(run_id: str | None, seconds: float) -> None:
-    """The step's own work, without process start and imports: overhead is wall minus this."""
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports ru_maxrss in KiB).
+
+    A child forked by the warm-fork server starts with the server's resident pages (the
+    preloaded libraries), so its peak includes them, as a fresh interpreter's would include its
+    own imports: the figure is the step's whole footprint, not only its data.
+    """
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float:
+    """Resident memory now, in MiB (/proc/self/statm; the peak where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return peak_rss_mb()
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
+def _record_work(run_id: str | None, seconds: float, start_rss_mb: float) -> None:
+    """The step's own work, without process start and imports (overhead is wall minus this),
+    its peak resident memory and what was resident before its work began (the baseline)."""
     import mlflow
+    from mlflow.entities import Metric
 
     if run_id:
-        mlflow.MlflowClient().log_metric(run_id, "work_seconds", seconds)
+        mlflow.MlflowClient().log_batch(
+            run_id,
+            metrics=[
+                Metric(name, value, int(time.time() * 1000), 0)
+                for name, value in (
+                    ("work_seconds", seconds),
+                    ("peak_rss_mb", peak_rss_mb()),
+                    ("start_rss_mb", start_rss_mb),
+                )
+            ],
+        )
 
 
 def run_entry_point(
@@ -94,11 +127,12 @@ def run_entry_point(
     args = parser.parse_args(argv)
     # `mlflow run` names the step's run here; mlflow.start_run() consumes the variable.
     run_id = os.environ.get("MLFLOW_RUN_ID")
+    start_rss = current_rss_mb()
     started = time.perf_counter()
     try:
         check_failpoint(parser.prog)
         main(args)
-        _record_work_seconds(run_id, time.perf_counter() - started)
+        _record_work(run_id, time.perf_counter() - started, start_rss)
     except StepError as error:
         message = str(error)
         recorded = _record_failure(run_id, error.kind, message)

@@ -54,6 +54,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
     "steps.train.features.DaysSinceTransformer",
+    "steps.train.features.DenseFeatures",
     "steps.train.features.geo_feature_names",
     "steps.train.features.geo_features",
     "steps.train.features.name_feature_names",

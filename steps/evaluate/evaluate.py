@@ -12,7 +12,7 @@ import pandas as pd
 
 from steps.common.entrypoint import run_entry_point
 from steps.common.listing_columns import TARGET
-from steps.common.listing_rows import raw_rows
+from steps.common.listing_rows import predict_rows
 from steps.common.metrics import regression_metrics
 from steps.common.model_format import load_price_model
 from steps.common.params_cli import params_parser, with_params
@@ -57,7 +57,7 @@ def main(params: EvaluateParams) -> None:
         truth = test[TARGET].to_numpy(dtype=float)
         schema = model.metadata.get_input_schema()
         columns = schema.input_names() if schema is not None else None
-        predicted = np.asarray(model.predict(raw_rows(test, columns)), dtype=float).ravel()
+        predicted = predict_rows(model, test, columns)
         metrics = regression_metrics(truth, predicted, "test")
         mlflow.log_metrics(metrics)
         log_to_parent(metrics)

@@ -12,10 +12,9 @@ from steps.common.entrypoint import run_entry_point
 from steps.common.errors import DataValidationError
 from steps.common.outputs import publish_file
 from steps.common.params_cli import params_parser, with_params
-from steps.common.tables import read_table, write_table
 from steps.common.tracking import download_input, scratch_dir, step_run
 from steps.common.wandb_mirror import WandbMirror
-from steps.ingest.cleaning import CleaningStats, clean_listings
+from steps.ingest.cleaning import CleaningStats, clean_parquet
 from steps.ingest.schema import BasicCleaningParams
 
 logger = logging.getLogger(__name__)
@@ -40,12 +39,11 @@ def check_drop_fraction(stats: CleaningStats, max_drop_fraction: float) -> None:
 
 def main(params: BasicCleaningParams) -> None:
     with step_run() as run, scratch_dir() as work:
-        raw = read_table(download_input(params.input_artifact, work))
-        clean, stats = clean_listings(raw, params)
+        output = work / "clean.parquet"
+        stats = clean_parquet(download_input(params.input_artifact, work), output, params)
         metrics = {k: float(v) for k, v in dataclasses.asdict(stats).items()}
         mlflow.log_metrics(metrics)
         check_drop_fraction(stats, params.max_drop_fraction)
-        output = write_table(clean, work / "clean.parquet")
         publish_file("clean_data", output)
         logger.info("cleaning kept %d of %d rows", stats.rows_out, stats.rows_in)
         with WandbMirror("basic_cleaning", params.model_dump(), run.info.run_id) as mirror:

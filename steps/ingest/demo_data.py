@@ -330,11 +330,37 @@ def _add_dirt(rng: np.random.Generator, frame: pd.DataFrame) -> None:
     )
 
 
-def write_demo_csv(path: Path, n_rows: int, seed: int) -> Path:
-    """Write generated listings as a standard CSV (minimal quoting), shaped like the public file."""
-    frame = generate_listings(n_rows, seed)
+# Rows generated and written at a time: the CSV of any size is written with the memory of one
+# block. Up to this many rows the file is exactly generate_listings(n_rows, seed).
+DEMO_BLOCK_ROWS = 250_000
+
+
+def _block_seed(seed: int, block: int) -> int:
+    """The seed of block `block` after the first (which uses `seed` itself)."""
+    return int(np.random.SeedSequence([seed, block]).generate_state(1)[0])
+
+
+def write_demo_csv(path: Path, n_rows: int, seed: int, block_rows: int = DEMO_BLOCK_ROWS) -> Path:
+    """Write generated listings as a standard CSV (minimal quoting), shaped like the public file.
+
+    Written `block_rows` at a time: the first block is generate_listings(block, seed), each
+    later one generated with a seed drawn from (seed, block) and its ids moved past every id
+    before it, so ids stay unique across blocks (but for the duplicates each block's dirt adds).
+    """
+    if isinstance(n_rows, bool) or not isinstance(n_rows, int) or n_rows < 1:
+        raise ConfigurationError(f"data.demo_rows must be a positive integer, got {n_rows!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
-    logger.info("wrote %d demo listings (seed %d) to %s", len(frame), seed, path)
+    written = 0
+    last_id = 0
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        for block in range(0, (n_rows + block_rows - 1) // block_rows):
+            rows = min(block_rows, n_rows - written)
+            frame = generate_listings(rows, seed if block == 0 else _block_seed(seed, block))
+            if block:
+                frame["id"] += last_id
+            last_id = int(frame["id"].max())
+            frame.to_csv(handle, index=False, header=block == 0)
+            written += rows
+    logger.info("wrote %d demo listings (seed %d) to %s", written, seed, path)
     return path

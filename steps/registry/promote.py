@@ -20,12 +20,11 @@ import argparse
 import logging
 
 import mlflow
-import numpy as np
 import pandas as pd
 
 from steps.common.entrypoint import run_entry_point
 from steps.common.listing_columns import TARGET
-from steps.common.listing_rows import raw_rows
+from steps.common.listing_rows import predict_rows
 from steps.common.metrics import regression_metrics
 from steps.common.model_format import load_price_model
 from steps.common.outputs import publish_note, publish_output
@@ -69,7 +68,7 @@ def score(model_uri: str, test: pd.DataFrame) -> dict[str, float]:
     model = load_price_model(model_uri)  # verified first: no pickle, no code from the artifact
     schema = model.metadata.get_input_schema()
     columns = schema.input_names() if schema is not None else None
-    predicted = np.asarray(model.predict(raw_rows(test, columns)), dtype=float).ravel()
+    predicted = predict_rows(model, test, columns)
     return regression_metrics(test[TARGET].to_numpy(dtype=float), predicted, "test")
 
 

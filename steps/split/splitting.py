@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -53,19 +55,77 @@ def _strata(values: pd.Series, min_members: int = MIN_CLASS_MEMBERS) -> pd.Serie
 
 
 def _split(
-    df: pd.DataFrame, fraction: float, seed: int, strata: pd.Series | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    items: np.ndarray, fraction: float, seed: int, strata: pd.Series | None
+) -> tuple[np.ndarray, np.ndarray]:
     """One stratified cut; falls back to an unstratified one when sklearn cannot stratify."""
     if strata is not None:
         try:
             first, second = train_test_split(
-                df, test_size=fraction, random_state=seed, shuffle=True, stratify=strata
+                items, test_size=fraction, random_state=seed, shuffle=True, stratify=strata
             )
             return first, second
         except ValueError as exc:
             logger.warning("cannot stratify this cut (%s): splitting without strata", exc)
-    first, second = train_test_split(df, test_size=fraction, random_state=seed, shuffle=True)
+    first, second = train_test_split(items, test_size=fraction, random_state=seed, shuffle=True)
     return first, second
+
+
+def _check_settings(test_size: float, val_size: float, seed: int) -> None:
+    _check_fraction("test_size", test_size)
+    _check_fraction("val_size", val_size)
+    if test_size + val_size >= 1:
+        raise ConfigurationError(
+            f"split.test_size + split.val_size must be below 1 to leave training rows, "
+            f"got {test_size} + {val_size}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigurationError(f"split.seed must be an integer, got {seed!r}")
+
+
+def stratification(stratify_by: str | None) -> str | None:
+    """The column to stratify by, None for the spellings of "no stratification"."""
+    if stratify_by is not None and stratify_by.strip().lower() in NO_STRATIFICATION:
+        return None
+    return stratify_by
+
+
+def check_stratify_column(stratify_by: str | None, columns: Sequence[str]) -> None:
+    if stratify_by is not None and stratify_by not in columns:
+        raise ConfigurationError(
+            f"split.stratify_by={stratify_by!r} is not a column of the data; "
+            f"choose one of: {', '.join(map(str, columns))} (or null for no stratification)"
+        )
+
+
+def split_positions(
+    rows: int,
+    strata_values: pd.Series | None,
+    *,
+    test_size: float,
+    val_size: float,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The row positions of (train, val, test), each in the order its split lists its rows.
+
+    Only the stratification column is needed (`strata_values`, None for no strata), so a
+    table of any width is split by taking these positions from it, block by block or as Arrow
+    data, without a pandas copy of it. The same rows and seed give the same positions as
+    `split_listings` gives rows.
+    """
+    _check_settings(test_size, val_size, seed)
+    if rows < 3:
+        raise ConfigurationError(f"cannot split {rows} row(s) into train, val and test")
+    positions = np.arange(rows)
+    strata = None
+    if strata_values is not None:
+        strata = _strata(strata_values.reset_index(drop=True))
+    rest, test = _split(positions, test_size, seed, strata)
+    rest_strata = _strata(strata.iloc[rest]) if strata is not None else None
+    train, val = _split(rest, val_size / (1 - test_size), seed, rest_strata)
+    logger.info(
+        "split %d rows into train %d, val %d, test %d", rows, len(train), len(val), len(test)
+    )
+    return train, val, test
 
 
 def split_listings(
@@ -80,40 +140,18 @@ def split_listings(
 
     The same data and seed always give the same split. Each returned frame has a fresh index.
     """
-    _check_fraction("test_size", test_size)
-    _check_fraction("val_size", val_size)
-    if test_size + val_size >= 1:
-        raise ConfigurationError(
-            f"split.test_size + split.val_size must be below 1 to leave training rows, "
-            f"got {test_size} + {val_size}"
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigurationError(f"split.seed must be an integer, got {seed!r}")
-    if stratify_by is not None and stratify_by.strip().lower() in NO_STRATIFICATION:
-        stratify_by = None
-    if stratify_by is not None and stratify_by not in df.columns:
-        raise ConfigurationError(
-            f"split.stratify_by={stratify_by!r} is not a column of the data; "
-            f"choose one of: {', '.join(map(str, df.columns))} (or null for no stratification)"
-        )
+    _check_settings(test_size, val_size, seed)
+    stratify_by = stratification(stratify_by)
+    check_stratify_column(stratify_by, list(df.columns))
     if len(df) < 3:
         raise ConfigurationError(f"cannot split {len(df)} row(s) into train, val and test")
-
-    strata = _strata(df[stratify_by]) if stratify_by is not None else None
-    rest, test = _split(df, test_size, seed, strata)
-    rest_strata = _strata(strata.loc[rest.index]) if strata is not None else None
-    train, val = _split(rest, val_size / (1 - test_size), seed, rest_strata)
-
-    logger.info(
-        "split %d rows into train %d, val %d, test %d (stratified by %s)",
+    parts = split_positions(
         len(df),
-        len(train),
-        len(val),
-        len(test),
-        stratify_by,
+        df[stratify_by] if stratify_by is not None else None,
+        test_size=test_size,
+        val_size=val_size,
+        seed=seed,
     )
-    return (
-        train.reset_index(drop=True),
-        val.reset_index(drop=True),
-        test.reset_index(drop=True),
-    )
+    logger.info("stratified by %s", stratify_by)
+    train, val, test = (df.iloc[part].reset_index(drop=True) for part in parts)
+    return train, val, test

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -236,17 +237,71 @@ class DaysSinceTransformer(TransformerMixin, BaseEstimator):
         return np.array(["days_since_last_review", "last_review_missing"], dtype=object)
 
 
+# Rows of a sparse part densified at a time while the feature matrix is stacked: bounds the
+# transient copy to a few MiB whatever the number of rows.
+_STACK_ROWS = 1 << 15
+FEATURE_DTYPES: tuple[str, ...] = ("float64", "float32")
+
+
+class DenseFeatures(ColumnTransformer):
+    """A ColumnTransformer whose output is always one dense C-ordered matrix of `dtype`.
+
+    scikit-learn's own stacking densifies every sparse part whole (the TF-IDF and one-hot
+    columns) and then copies all parts into the result, so the matrix exists twice while it is
+    built. Here the result is allocated once and filled part by part, a sparse part a block of
+    rows at a time: the parts plus one matrix, never two. `dtype="float32"` halves the matrix for
+    a model that reads float32 (torch_lasso accumulates its products in float64 anyway).
+    """
+
+    def __init__(
+        self,
+        transformers: list[tuple[str, Any, Any]],
+        *,
+        remainder: Any = "drop",
+        dtype: str = "float64",
+        verbose_feature_names_out: bool = True,
+    ) -> None:
+        super().__init__(
+            transformers,
+            remainder=remainder,
+            sparse_threshold=0.0,
+            verbose_feature_names_out=verbose_feature_names_out,
+        )
+        self.dtype = dtype
+
+    def _hstack(self, Xs: list[Any], *, n_samples: int) -> Any:
+        if self.dtype not in FEATURE_DTYPES:
+            raise ValueError(f"dtype must be one of {FEATURE_DTYPES}, got {self.dtype!r}")
+        if not all(sparse.issparse(X) or isinstance(X, np.ndarray) for X in Xs):
+            return super()._hstack(Xs, n_samples=n_samples)
+        rows = Xs[0].shape[0] if Xs else n_samples
+        out = np.empty((rows, sum(X.shape[1] for X in Xs)), dtype=self.dtype)
+        column = 0
+        for part in Xs:
+            width = part.shape[1]
+            if sparse.issparse(part):
+                rows_of = part.tocsr()
+                for start in range(0, rows, _STACK_ROWS):
+                    stop = min(rows, start + _STACK_ROWS)
+                    out[start:stop, column : column + width] = rows_of[start:stop].toarray()
+            else:
+                out[:, column : column + width] = part
+            column += width
+        return out
+
+
 def _category_step() -> FunctionTransformer:
     return FunctionTransformer(to_category_strings, feature_names_out="one-to-one")
 
 
 def build_preprocessor(
-    tfidf_max_features: int, reference_date: str | None = None
+    tfidf_max_features: int, reference_date: str | None = None, dtype: str = "float64"
 ) -> ColumnTransformer:
     """Build the unfitted feature transformer of raw listing rows (see the module docstring).
 
     tfidf_max_features: size of the TF-IDF vocabulary of `name` (most frequent terms).
     reference_date: fixed 'YYYY-MM-DD' for days-since-last-review; None learns it at fit time.
+    dtype: of the feature matrix, "float64" or "float32" (DenseFeatures).
     """
     if isinstance(tfidf_max_features, bool) or not isinstance(tfidf_max_features, int):
         raise TypeError(f"tfidf_max_features must be an int, got {tfidf_max_features!r}")
@@ -329,7 +384,7 @@ def build_preprocessor(
             ),
         ]
     )
-    return ColumnTransformer(
+    return DenseFeatures(
         [
             ("room_type", room_type, ["room_type"]),
             ("neighbourhood_group", group, ["neighbourhood_group"]),
@@ -344,5 +399,5 @@ def build_preprocessor(
         ],
         remainder="drop",
         # Always dense: a few hundred columns, and every regressor then sees the same type.
-        sparse_threshold=0.0,
+        dtype=dtype,
     )

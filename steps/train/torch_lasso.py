@@ -61,7 +61,7 @@ class _Sums:
 
 
 def _sums(
-    X: np.ndarray,
+    X: Any,
     y: np.ndarray,
     shift: np.ndarray | None,
     y_shift: float,
@@ -89,11 +89,28 @@ def _symmetric(upper: np.ndarray) -> np.ndarray:
     return np.triu(upper) + np.triu(upper, 1).T
 
 
-def _sums_cpu(X: np.ndarray, y: np.ndarray, shift: np.ndarray | None, y_shift: float) -> _Sums:
-    """On the CPU: X as it is (no copy) without a shift, else shifted chunks in one buffer."""
+def _rows(X: Any, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows start:stop of X (dense of any float dtype, or sparse) as float64, C-ordered: a view
+    of float64 dense data, else a converted copy (into `out` when given)."""
+    block = X[start:stop]
+    if sp.issparse(block):
+        block = block.toarray()
+    if block.dtype == np.float64 and block.flags.c_contiguous:
+        return np.asarray(block)
+    if out is None:
+        return np.ascontiguousarray(block, dtype=np.float64)
+    target = out[: block.shape[0]]
+    target[...] = block
+    return target
+
+
+def _sums_cpu(X: Any, y: np.ndarray, shift: np.ndarray | None, y_shift: float) -> _Sums:
+    """On the CPU: float64 dense X as it is (no copy) without a shift; otherwise (a shift, a
+    float32 or sparse X) float64 row chunks in one buffer, so X is never copied whole."""
     n, p = X.shape
     target = y - y_shift
-    if shift is None:
+    whole = isinstance(X, np.ndarray) and X.dtype == np.float64 and X.flags.c_contiguous
+    if shift is None and whole:
         gram = _symmetric(_syrk_upper(X.T, None))
         xty = X.T @ target
         col_sum = X.T @ np.ones(n)  # a BLAS matrix-vector product: faster than a column sum
@@ -104,8 +121,9 @@ def _sums_cpu(X: np.ndarray, y: np.ndarray, shift: np.ndarray | None, y_shift: f
         xty = np.zeros(p)
         col_sum = np.zeros(p)
         for start in range(0, n, rows):
-            block = X[start : start + rows]
-            chunk = np.subtract(block, shift, out=buffer[: block.shape[0]])
+            chunk = _rows(X, start, start + rows, buffer)
+            if shift is not None:
+                chunk = np.subtract(chunk, shift, out=buffer[: chunk.shape[0]])
             upper = _syrk_upper(chunk.T, upper)
             xty += chunk.T @ target[start : start + rows]
             col_sum += chunk.sum(axis=0)
@@ -120,14 +138,13 @@ def _sums_cpu(X: np.ndarray, y: np.ndarray, shift: np.ndarray | None, y_shift: f
 
 
 def _sums_device(
-    X: np.ndarray, y: np.ndarray, shift: np.ndarray | None, y_shift: float, device: torch.device
+    X: Any, y: np.ndarray, shift: np.ndarray | None, y_shift: float, device: torch.device
 ) -> _Sums:
     """On an accelerator: row chunks are copied over one by one (a GPU holds one chunk, never
     all of X), shifted there and accumulated, so the host-to-device transfer is the one pass."""
     n, p = X.shape
     dtype = torch.float64
     rows = max(1, min(n, _CHUNK_ELEMENTS // max(p, 1)))
-    X_host = torch.from_numpy(X)
     y_host = torch.from_numpy(y)
     shift_t = None if shift is None else torch.from_numpy(shift).to(device)
     gram = torch.zeros((p, p), dtype=dtype, device=device)
@@ -136,7 +153,7 @@ def _sums_device(
     y_sum = torch.zeros((), dtype=dtype, device=device)
     yy = torch.zeros((), dtype=dtype, device=device)
     for start in range(0, n, rows):
-        chunk = X_host[start : start + rows].to(device)
+        chunk = torch.from_numpy(_rows(X, start, start + rows)).to(device)
         if shift_t is not None:
             chunk.sub_(shift_t)
         target = y_host[start : start + rows].to(device) - y_shift
@@ -149,7 +166,7 @@ def _sums_device(
 
 
 def _standardized_moments(
-    X: np.ndarray, y: np.ndarray, fit_intercept: bool, device: torch.device
+    X: Any, y: np.ndarray, fit_intercept: bool, device: torch.device
 ) -> _Moments:
     """Gram matrix, X'y and y'y of the standardized, centered data from one pass over X.
 
@@ -159,13 +176,12 @@ def _standardized_moments(
     accelerator the single pass is always shifted by the first chunk's means.
     """
     n, p = X.shape
-    X = np.ascontiguousarray(X, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
     shift: np.ndarray | None = None
     y_shift = 0.0
     if device.type != "cpu" and fit_intercept:
         head = max(1, _CHUNK_ELEMENTS // max(p, 1))
-        shift = X[:head].mean(axis=0)
+        shift = _rows(X, 0, head).mean(axis=0)
         y_shift = float(y[:head].mean())
     sums = _sums(X, y, shift, y_shift, device)
     if device.type == "cpu" and fit_intercept:
@@ -255,24 +271,24 @@ class TorchLasso(RegressorMixin, BaseEstimator):
         if isinstance(self.tol, bool) or not isinstance(self.tol, int | float) or self.tol <= 0:
             raise ValueError(f"tol must be a number > 0, got {self.tol!r}")
 
-    @staticmethod
-    def _dense(X: Any) -> np.ndarray:
-        if sp.issparse(X):
-            X = X.toarray()
-        return np.asarray(X, dtype=np.float64)
-
     def fit(self, X: Any, y: Any) -> TorchLasso:
         """Standardize X, solve the lasso on the Gram matrix, store numpy coefficients."""
         self._check_params()
         device = resolve_device(self.device)
+        # float32 stays float32 and sparse stays sparse: the products are accumulated in float64
+        # over row chunks (_sums), so X is never copied whole.
         X, y = validate_data(
-            self, X, y, accept_sparse=["csr", "csc", "coo"], dtype=np.float64, y_numeric=True
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            dtype=[np.float64, np.float32],
+            y_numeric=True,
         )
-        Xd = self._dense(X)
         yd = np.asarray(y, dtype=np.float64).ravel()
-        n, p = Xd.shape
+        n, p = X.shape
 
-        moments = _standardized_moments(Xd, yd, bool(self.fit_intercept), device)
+        moments = _standardized_moments(X, yd, bool(self.fit_intercept), device)
         gram, xty, yty = moments.gram, moments.xty, moments.yty
         w, n_iter, gap = self._solve_path(gram, xty, yty, float(self.alpha))
 

@@ -137,3 +137,15 @@ def test_write_demo_csv_round_trips_and_is_fast(tmp_path: Path) -> None:
     assert len(back) == 20_000
     assert back["name"].tolist() == expected["name"].tolist()
     assert np.allclose(back["latitude"], expected["latitude"])
+
+
+def test_write_demo_csv_in_blocks_keeps_the_first_block_and_unique_ids(tmp_path: Path) -> None:
+    path = write_demo_csv(tmp_path / "demo.csv", 2_500, 42, block_rows=1_000)
+    back = pd.read_csv(path)
+    assert len(back) == 2_500
+    first = generate_listings(1_000, 42)
+    assert back["name"].head(1_000).tolist() == first["name"].tolist()
+    # Only each block's deliberate duplicates repeat an id; no id is shared across blocks.
+    blocks = [set(back["id"].iloc[i : i + 1_000]) for i in range(0, 2_500, 1_000)]
+    assert all(not (a & b) for i, a in enumerate(blocks) for b in blocks[i + 1 :])
+    assert back["id"].duplicated().sum() <= 3 * round(1_000 * 0.0003)
